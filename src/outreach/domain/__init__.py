@@ -1,0 +1,1 @@
+"""Pure data and rules of outreach: no I/O here."""

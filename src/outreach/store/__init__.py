@@ -1,0 +1,1 @@
+"""SQLAlchemy 2 adapter: engine, tables, repositories and Alembic migrations."""

@@ -1,0 +1,164 @@
+"""The schema, as SQLAlchemy Core tables. Alembic migrations under ``migrations/`` create it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend (SQLite keeps no offset; we store UTC and say so)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use aware UTC datetimes")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+Timestamp = UtcDateTime
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+organisations = Table(
+    "organisations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("region", String(100), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    UniqueConstraint("name", "country"),
+)
+
+contacts = Table(
+    "contacts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("organisation_id", ForeignKey("organisations.id"), nullable=False, index=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("tags", JSON, nullable=False),
+    Column("created_at", Timestamp(), nullable=False),
+    Column("updated_at", Timestamp(), nullable=False),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("definition", JSON, nullable=False),
+    Column("source_path", Text, nullable=True),
+    Column("state_reason", Text, nullable=True),
+    Column("created_at", Timestamp(), nullable=False),
+    Column("updated_at", Timestamp(), nullable=False),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", ForeignKey("campaigns.id"), nullable=False),
+    Column("contact_id", ForeignKey("contacts.id"), nullable=False, index=True),
+    Column("round", Integer, nullable=False, default=0),
+    Column("language", String(16), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Column("provider_message_id", String(255), nullable=True),
+    Column("next_attempt_at", Timestamp(), nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("lease_until", Timestamp(), nullable=True),
+    Column("queued_at", Timestamp(), nullable=False),
+    Column("sent_at", Timestamp(), nullable=True),
+    Column("updated_at", Timestamp(), nullable=False),
+    UniqueConstraint("campaign_id", "contact_id", "round"),
+    Index("ix_deliveries_claim", "campaign_id", "status", "next_attempt_at"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("delivery_id", ForeignKey("deliveries.id"), nullable=True, index=True),
+    Column("campaign_id", String(64), nullable=True, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("occurred_at", Timestamp(), nullable=False),
+    Column("cta_id", String(64), nullable=True),
+    Column("user_agent", Text, nullable=True),
+    Column("suspected_bot", Boolean, nullable=False, default=False),
+    Column("source", String(32), nullable=False, default="outreach"),
+    Column("dedupe_key", String(255), nullable=True, unique=True),
+    Column("payload", JSON, nullable=True),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("email", String(320), primary_key=True),
+    Column("reason", String(32), nullable=False),
+    Column("campaign_id", String(64), nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("created_at", Timestamp(), nullable=False),
+)
+
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", ForeignKey("campaigns.id"), nullable=False),
+    Column("organisation_id", ForeignKey("organisations.id"), nullable=False),
+    Column("contact_id", ForeignKey("contacts.id"), nullable=True),
+    Column("delivery_id", ForeignKey("deliveries.id"), nullable=True),
+    Column("cta_id", String(64), nullable=False),
+    Column("signer_name", String(200), nullable=False),
+    Column("signer_title", String(200), nullable=False),
+    Column("created_at", Timestamp(), nullable=False),
+    UniqueConstraint("campaign_id", "organisation_id", "cta_id"),
+)
