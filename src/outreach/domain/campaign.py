@@ -8,7 +8,8 @@ language picks the text, falling back to the campaign's default language.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import date as Date
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -91,7 +92,7 @@ class NewsItem(Strict):
     source: str | None = None
     title: Localised = Field(default_factory=dict)
     body: Localised = Field(default_factory=dict)
-    date: date | None = None
+    date: Date | None = None
     image: HttpUrl | None = None
     image_alt: Localised = Field(default_factory=dict)
     link: HttpUrl | None = None

@@ -32,7 +32,6 @@ metadata = MetaData(
 )
 
 
-
 class UtcDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on every backend (SQLite keeps no offset; we store UTC and say so)."""
 
@@ -162,3 +161,16 @@ responses = Table(
     Column("created_at", Timestamp(), nullable=False),
     UniqueConstraint("campaign_id", "organisation_id", "cta_id"),
 )
+
+admin_users = Table(
+    "admin_users",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("username", String(100), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("created_at", Timestamp(), nullable=False),
+)
+
+# Indexes the admin report filters on (migration 0002).
+Index("ix_events_campaign_kind_time", events.c.campaign_id, events.c.kind, events.c.occurred_at)
+Index("ix_responses_campaign_created", responses.c.campaign_id, responses.c.created_at)

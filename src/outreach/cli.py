@@ -1,0 +1,301 @@
+"""The ``outreach`` command (Typer + Rich). Thin: parse, call ``operations``, present."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from outreach import operations
+from outreach.bootstrap import Services
+from outreach.domain.delivery import Recipient
+from outreach.errors import CampaignDefinitionError, ConfigurationError, OutreachError
+from outreach.settings import Settings
+
+app = typer.Typer(
+    help="outreach: campaigns to member cities, sent once, in their language, and followed up.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+contacts_app = typer.Typer(help="Import and list contacts.", no_args_is_help=True)
+app.add_typer(contacts_app, name="contacts")
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+
+
+@contextmanager
+def services(**overrides: str | None) -> Iterator[Services]:
+    """Services for one command; every error a user can cause becomes a clear message."""
+    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    svc = Services(settings=settings)
+    try:
+        yield svc
+    except CampaignDefinitionError as error:
+        for problem in error.problems:
+            err.print(str(problem), markup=False, highlight=False)
+        err.print(f"[red]{len(error.problems)} problem(s); nothing was done.[/red]")
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except ConfigurationError as error:
+        err.print(f"[red]configuration error:[/red] {error}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    except OutreachError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    finally:
+        svc.close()
+
+
+@app.command()
+def validate(file: Annotated[Path, typer.Argument(help="campaign file (YAML)")]) -> None:
+    """Check a campaign file; list every problem as file:line: field: message."""
+    with services() as svc:
+        campaign = svc.load_campaign(file)
+        svc.compile(campaign)
+    out.print(
+        f"[green]ok[/green] {file}: campaign [bold]{campaign.id}[/bold], languages "
+        f"{', '.join(campaign.languages)}, {len(campaign.news)} news items, "
+        f"{len(campaign.calls_to_action)} calls to action"
+    )
+
+
+@contacts_app.command("import")
+def contacts_import(
+    file: Annotated[
+        Path, typer.Argument(help="CSV: city,country,region,timezone,name,email,language,tags")
+    ],
+    encoding: Annotated[
+        str | None, typer.Option(help="file encoding when not UTF-8, e.g. latin-1")
+    ] = None,
+) -> None:
+    """Load organisations and contacts from a CSV file (upsert by email)."""
+    with services() as svc:
+        result = operations.import_contacts(svc, file, encoding=encoding)
+    for problem in result.problems:
+        err.print(f"skipped {problem}", markup=False, highlight=False)
+    counts = result.counts
+    out.print(
+        f"{result.rows} contacts read: {counts.created} new, {counts.updated} updated, "
+        f"{counts.unchanged} unchanged; {len(result.problems)} row(s) skipped."
+    )
+
+
+@contacts_app.command("list")
+def contacts_list() -> None:
+    """List stored contacts with their organisation."""
+    with services() as svc:
+        table = Table("email", "name", "city", "country", "region", "language", "tags")
+        for stored in operations.iter_contacts(svc.engine):
+            c = stored.contact
+            org = c.organisation
+            table.add_row(
+                c.email,
+                c.name,
+                org.name,
+                org.country,
+                org.region,
+                c.language,
+                " ".join(sorted(c.tags)),
+            )
+    out.print(table)
+
+
+@app.command()
+def preview(
+    file: Annotated[Path, typer.Argument(help="campaign file (YAML)")],
+    contact: Annotated[str | None, typer.Option(help="render for this contact's email")] = None,
+    language: Annotated[str | None, typer.Option(help="language variant to render")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="write the HTML here")] = None,
+    text: Annotated[bool, typer.Option("--text", help="print the plain-text part")] = False,
+) -> None:
+    """Render the email as one contact (or a sample recipient) would receive it."""
+    with services() as svc:
+        campaign = svc.load_campaign(file)
+        recipient = operations.preview_recipient(svc, campaign, email=contact, language=language)
+        message = operations.preview_message(svc, campaign, recipient)
+    if out_file is not None:
+        out_file.write_text(message.html, encoding="utf-8")
+        out.print(
+            f"wrote {out_file} ({recipient.language}, to {recipient.name} <{recipient.email}>)"
+        )
+    if text or out_file is None:
+        out.print(f"Subject: {message.subject}", markup=False, highlight=False)
+        out.print(message.text, markup=False, highlight=False)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[status]}"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+@app.command()
+def send(
+    file: Annotated[Path, typer.Argument(help="campaign file (YAML)")],
+    mailer: Annotated[str | None, typer.Option(help="mailer DSN, e.g. smtp://host:25")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="show who would get what; send nothing")
+    ] = False,
+) -> None:
+    """Send a campaign now: every contact of its audience once, never twice."""
+    with services(mailer=mailer) as svc:
+        campaign = svc.load_campaign(file)
+        if dry_run:
+            _dry_run(svc, campaign)
+            return
+        tally: Counter[str] = Counter()
+        with _progress() as progress:
+            task = progress.add_task(campaign.id, total=None, status="")
+
+            def on_queued(queued: int) -> None:
+                progress.update(task, total=queued)
+
+            def on_result(status: str, recipient: Recipient, detail: str) -> None:
+                tally[status] += 1
+                if status != "retry":
+                    progress.advance(task)
+                progress.update(
+                    task, status=", ".join(f"{k} {v}" for k, v in sorted(tally.items()))
+                )
+
+            outcome = asyncio.run(
+                operations.send_campaign(
+                    svc, campaign, source=file, on_result=on_result, on_queued=on_queued
+                )
+            )
+        _print_summary(svc, campaign.id, outcome)
+        if outcome.summary.stopped_reason:
+            raise typer.Exit(EXIT_FAILED)
+
+
+def _dry_run(svc: Services, campaign: operations.Campaign) -> None:
+    table = Table("email", "city", "language", "outcome", title=f"Dry run: {campaign.id}")
+    languages: Counter[str] = Counter()
+    left_out = 0
+    for item in operations.plan_campaign(svc, campaign):
+        if item.excluded:
+            outcome, left_out = f"[yellow]excluded[/yellow] ({item.excluded})", left_out + 1
+        elif item.suppressed:
+            outcome, left_out = (
+                "[yellow]suppressed[/yellow] (on the suppression list)",
+                left_out + 1,
+            )
+        else:
+            outcome = "would receive"
+            languages[item.language] += 1
+        table.add_row(item.contact.email, item.contact.organisation.name, item.language, outcome)
+    out.print(table)
+    out.print(
+        f"Would send {sum(languages.values())} message(s) "
+        f"({', '.join(f'{lang}: {n}' for lang, n in sorted(languages.items())) or 'none'}); "
+        f"{left_out} contact(s) left out. Nothing was sent."
+    )
+
+
+def _print_summary(svc: Services, campaign_id: str, outcome: operations.SendOutcome) -> None:
+    s = outcome.summary
+    table = Table("", "count", title=f"Sent: {campaign_id}")
+    table.add_row("newly queued", str(outcome.enqueued.added))
+    if outcome.recovered:
+        table.add_row("recovered from an interrupted run", str(outcome.recovered))
+    table.add_row("sent now", str(s.sent))
+    table.add_row("failed", str(s.failed))
+    table.add_row("suppressed", str(s.suppressed + outcome.enqueued.suppressed))
+    table.add_row("retries", str(s.retried))
+    if s.waiting:
+        table.add_row("waiting to retry", f"{s.waiting} (next at {s.next_retry_at:%H:%M:%S} UTC)")
+    out.print(table)
+    for email, error in s.failures[:20]:
+        err.print(f"failed: {email}: {error}", markup=False, highlight=False)
+    if s.stopped_reason:
+        err.print(f"[red]stopped:[/red] {s.stopped_reason}", highlight=False)
+
+
+@app.command()
+def report(
+    campaign_id: Annotated[str, typer.Argument(help="campaign id")],
+    format: Annotated[str, typer.Option(help="table, json or csv")] = "table",
+) -> None:
+    """Deliveries of a campaign by status, by region and by language."""
+    if format not in {"table", "json", "csv"}:
+        err.print(f"[red]unknown format {format!r}[/red]; use table, json or csv")
+        raise typer.Exit(EXIT_BAD_INPUT)
+    with services() as svc:
+        result = operations.report(svc, campaign_id)
+        if result is None:
+            err.print(f"[red]no campaign {campaign_id!r}[/red] (send or schedule it first)")
+            raise typer.Exit(EXIT_BAD_INPUT)
+        if format == "json":
+            sys.stdout.write(json.dumps(result.as_dict(), ensure_ascii=False, indent=2) + "\n")
+        elif format == "csv":
+            writer = csv.writer(sys.stdout)
+            writer.writerow(
+                [
+                    "email",
+                    "name",
+                    "organisation",
+                    "country",
+                    "region",
+                    "language",
+                    "status",
+                    "attempts",
+                    "sent_at",
+                    "last_error",
+                ]
+            )
+            writer.writerows(operations.delivery_rows(svc, campaign_id))
+        else:
+            _print_report(result)
+
+
+def _print_report(result: operations.CampaignReport) -> None:
+    out.print(f"[bold]{result.name}[/bold] ({result.campaign}) — {result.state}")
+    statuses = [
+        s
+        for s in (
+            "sent",
+            "queued",
+            "sending",
+            "failed",
+            "suppressed",
+            "unknown",
+            "bounced",
+            "complained",
+        )
+        if result.count(s) or s in ("sent", "failed")
+    ]
+    totals = Table("recipients", *statuses)
+    totals.add_row(str(result.recipients), *(str(result.count(s)) for s in statuses))
+    out.print(totals)
+    for title, groups in (("region", result.by_region), ("language", result.by_language)):
+        table = Table(title, "recipients", *statuses)
+        for key, counts in groups.items():
+            table.add_row(
+                key, str(sum(counts.values())), *(str(counts.get(s, 0)) for s in statuses)
+            )
+        out.print(table)
+
+
+def main() -> None:
+    app()
