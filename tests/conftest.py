@@ -64,3 +64,6 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'outreach.db'}"
     url: str = request.getfixturevalue("postgres_url")
     return url
+
+
+from tests.support.smtp import smtp_server  # noqa: E402, F401  (fixture: a real SMTP server)
