@@ -47,8 +47,8 @@ def services(**overrides: str | None) -> Iterator[Services]:
     try:
         yield svc
     except CampaignDefinitionError as error:
-        for problem in error.problems:
-            err.print(str(problem), markup=False, highlight=False)
+        for problem in error.problems:  # plain lines: editors and grep read file:line
+            typer.echo(str(problem), err=True)
         err.print(f"[red]{len(error.problems)} problem(s); nothing was done.[/red]")
         raise typer.Exit(EXIT_BAD_INPUT) from None
     except ConfigurationError as error:
@@ -87,7 +87,7 @@ def contacts_import(
     with services() as svc:
         result = operations.import_contacts(svc, file, encoding=encoding)
     for problem in result.problems:
-        err.print(f"skipped {problem}", markup=False, highlight=False)
+        typer.echo(f"skipped {problem}", err=True)
     counts = result.counts
     out.print(
         f"{result.rows} contacts read: {counts.created} new, {counts.updated} updated, "
@@ -209,7 +209,8 @@ def _dry_run(svc: Services, campaign: operations.Campaign) -> None:
     out.print(
         f"Would send {sum(languages.values())} message(s) "
         f"({', '.join(f'{lang}: {n}' for lang, n in sorted(languages.items())) or 'none'}); "
-        f"{left_out} contact(s) left out. Nothing was sent."
+        f"{left_out} contact(s) left out. Nothing was sent.",
+        soft_wrap=True,
     )
 
 
@@ -227,7 +228,7 @@ def _print_summary(svc: Services, campaign_id: str, outcome: operations.SendOutc
         table.add_row("waiting to retry", f"{s.waiting} (next at {s.next_retry_at:%H:%M:%S} UTC)")
     out.print(table)
     for email, error in s.failures[:20]:
-        err.print(f"failed: {email}: {error}", markup=False, highlight=False)
+        typer.echo(f"failed: {email}: {error}", err=True)
     if s.stopped_reason:
         err.print(f"[red]stopped:[/red] {s.stopped_reason}", highlight=False)
 

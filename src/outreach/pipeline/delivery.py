@@ -27,6 +27,8 @@ from outreach.ports import ClaimedDelivery, Clock, DeliveryLedger, Mailer, Outgo
 
 BuildMessage = Callable[[Recipient], OutgoingMessage]
 OnResult = Callable[[str, Recipient, str], None]
+# asked before every claim: a reason to stop (the campaign was paused elsewhere), or None
+StopCheck = Callable[[], str | None]
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -76,6 +78,7 @@ class _Round:
         worker: str,
         on_result: OnResult | None,
         stop: asyncio.Event,
+        stop_check: StopCheck | None,
     ) -> None:
         self.campaign_id = campaign_id
         self.round = round
@@ -87,6 +90,7 @@ class _Round:
         self.worker = worker
         self.on_result = on_result
         self.stop = stop
+        self.stop_check = stop_check
         self.summary = SendSummary()
         self.fatal: ConfigurationError | None = None
         self.consecutive_failures = 0
@@ -106,6 +110,10 @@ class _Round:
     async def produce(self, consumers: int, sleep: Sleep) -> None:
         try:
             while not self.stop.is_set():
+                reason = self.stop_check() if self.stop_check is not None else None
+                if reason is not None:
+                    self._halt(reason)
+                    break
                 now = self.clock.now()
                 batch = self.ledger.claim(
                     campaign_id=self.campaign_id,
@@ -225,13 +233,15 @@ async def send_round(
     round: int = 0,
     on_result: OnResult | None = None,
     stop: asyncio.Event | None = None,
+    stop_check: StopCheck | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> SendSummary:
     """Send every queued delivery of one campaign round; returns what happened.
 
-    Setting ``stop`` stops claiming at once: messages already handed over finish, the rest go
-    back to the queue untouched. A ``ConfigurationError`` from the mailer is raised after the
-    round has given back what it claimed.
+    Setting ``stop`` (or ``stop_check`` returning a reason) stops claiming at once: messages
+    already handed over finish, the rest go back to the queue untouched. A
+    ``ConfigurationError`` from the mailer is raised after the round has given back what it
+    claimed.
     """
     run = _Round(
         campaign_id=campaign_id,
@@ -244,6 +254,7 @@ async def send_round(
         worker=worker,
         on_result=on_result,
         stop=stop or asyncio.Event(),
+        stop_check=stop_check,
     )
     consumers = max(1, mailer.concurrency)
     await asyncio.gather(run.produce(consumers, sleep), *(run.consume() for _ in range(consumers)))
