@@ -90,7 +90,7 @@ def ascii_address(address: str, *, field: str = "address") -> str:
         ascii_domain = domain.encode("idna").decode("ascii") if not domain.isascii() else domain
     except UnicodeError as err:
         raise RenderError(f"{field}: {address!r} has an invalid domain name") from err
-    return f"{local}@{ascii_domain.lower()}"
+    return f"{local}@{ascii_domain}"
 
 
 def _address(name: str, address: str, *, field: str) -> Address:

@@ -11,7 +11,7 @@ from datetime import datetime
 
 from outreach.domain.campaign import Campaign
 from outreach.domain.delivery import Recipient
-from outreach.pipeline.messages import MessageSkeleton
+from outreach.pipeline.messages import MessageSkeleton, ascii_address
 from outreach.pipeline.render import CompiledCampaign, links_for, personalise
 from outreach.pipeline.tokens import LinkSigner
 from outreach.ports import OutgoingMessage
@@ -30,8 +30,8 @@ def message_factory(
     }
 
     def build(recipient: Recipient) -> OutgoingMessage:
-        language = recipient.language if recipient.language in skeletons else compiled.default
-        variant = compiled.variants[language]
+        variant = compiled.variant_for(recipient.language)
+        language = variant.language
         links = links_for(signer, campaign, recipient)
         personalised = personalise(variant, recipient, links)
         data = skeletons[language].build(
@@ -41,7 +41,7 @@ def message_factory(
             delivery_id=recipient.delivery_id,
             campaign_id=campaign.id,
             envelope_from=str(campaign.sender.address),
-            recipient=recipient.email,
+            recipient=ascii_address(recipient.email, field="To"),
             data=data,
             subject=variant.subject,
             html=personalised.html,

@@ -299,17 +299,18 @@ def compile_campaign(
     environment = _environment(Path(templates_dir))
     marker = _Marker(secrets.token_hex(8).upper())
     personal = {"name": marker("name"), "organisation": marker("organisation")}
+    links = Links(
+        cta={c.id: marker("cta:" + c.id) for c in campaign.calls_to_action},
+        unsubscribe=marker("unsubscribe"),
+        open_pixel=marker("open_pixel") if campaign.open_tracking else None,
+    )
     variants = {}
     for language in campaign.languages:
         context = _context(
             campaign,
             language=language,
             personal=personal,
-            links=Links(
-                cta={c.id: marker("cta:" + c.id) for c in campaign.calls_to_action},
-                unsubscribe=marker("unsubscribe"),
-                open_pixel=marker("open_pixel") if campaign.open_tracking else None,
-            ),
+            links=links,
             extra_context=extra_context,
             reminder=reminder,
         )
@@ -458,7 +459,7 @@ def _context(
             "id": cta.id,
             "kind": str(cta.kind),
             "label": localise(cta.label, language, default),
-            "url": links.cta[cta.id],
+            "url": _cta_url(links, cta.id),
             "statement_title": (
                 localise(cta.statement.title, language, default) if cta.statement else ""
             ),
@@ -488,6 +489,13 @@ def _context(
         "open_pixel_url": links.open_pixel,
         "signatories_line": _signatories_line(extra, language, strings),
     }
+
+
+def _cta_url(links: Links, cta_id: str) -> str:
+    url = links.cta.get(cta_id)
+    if url is None:
+        raise RenderError(f"no link for the call to action {cta_id!r}")
+    return url
 
 
 def _news_card(item: NewsItem, language: str, default: str) -> dict[str, object]:
