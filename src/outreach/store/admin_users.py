@@ -40,6 +40,13 @@ class AdminUserExistsError(AdminUserError):
     """An admin account with this username exists already."""
 
 
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise AdminUserError(f"the password is too short: use at least {MIN_PASSWORD} characters")
+    if len(password) > MAX_PASSWORD:
+        raise AdminUserError(f"the password is too long: at most {MAX_PASSWORD} characters")
+
+
 def create_user(engine: Engine, username: str, password: str, *, now: datetime) -> None:
     """Create an admin account; ``AdminUserError`` explains what is wrong with the input."""
     if not USERNAME.match(username):
@@ -47,10 +54,7 @@ def create_user(engine: Engine, username: str, password: str, *, now: datetime) 
             f"the username {username!r} cannot be used: 1 to 100 letters, digits or . _ @ -,"
             " starting with a letter or digit"
         )
-    if len(password) < MIN_PASSWORD:
-        raise AdminUserError(f"the password is too short: use at least {MIN_PASSWORD} characters")
-    if len(password) > MAX_PASSWORD:
-        raise AdminUserError(f"the password is too long: at most {MAX_PASSWORD} characters")
+    _check_password(password)
     row = {"username": username, "password_hash": _hasher.hash(password), "created_at": now}
     try:
         with engine.begin() as connection:
@@ -61,6 +65,19 @@ def create_user(engine: Engine, username: str, password: str, *, now: datetime) 
             connection.execute(insert(admin_users).values(**row))
     except IntegrityError as err:  # created by another process in between
         raise AdminUserExistsError(f"an admin called {username!r} exists already") from err
+
+
+def set_password(engine: Engine, username: str, password: str) -> None:
+    """Give an existing admin a new password; ``AdminUserError`` when there is no such admin."""
+    _check_password(password)
+    with engine.begin() as connection:
+        changed = connection.execute(
+            update(admin_users)
+            .where(admin_users.c.username == username)
+            .values(password_hash=_hasher.hash(password))
+        ).rowcount
+    if not changed:
+        raise AdminUserError(f"there is no admin called {username!r}")
 
 
 def verify_user(engine: Engine, username: str, password: str) -> bool:

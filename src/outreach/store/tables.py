@@ -171,6 +171,69 @@ admin_users = Table(
     Column("created_at", Timestamp(), nullable=False),
 )
 
-# Indexes the admin report filters on (migration 0002).
-Index("ix_events_campaign_kind_time", events.c.campaign_id, events.c.kind, events.c.occurred_at)
+# Indexes the admin report filters and groups on (migration 0002): clicks per call to action
+# and the timeline read only the index, never the event rows.
+Index(
+    "ix_events_campaign_kind_bot",
+    events.c.campaign_id,
+    events.c.kind,
+    events.c.suspected_bot,
+    events.c.occurred_at,
+    events.c.cta_id,
+)
 Index("ix_responses_campaign_created", responses.c.campaign_id, responses.c.created_at)
+
+# --- scheduling (migration 0003) -----------------------------------------------------------
+from sqlalchemy import Float, LargeBinary, Unicode  # noqa: E402
+
+# Which process schedules: one row per lease name, renewed by the holder's heartbeat.
+scheduler_leases = Table(
+    "scheduler_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(255), nullable=False),
+    Column("acquired_at", Timestamp(), nullable=False),
+    Column("heartbeat_at", Timestamp(), nullable=False),
+    Column("expires_at", Timestamp(), nullable=False),
+)
+
+# One row per campaign x round x timezone group: when it is due and what became of it.
+scheduled_sends = Table(
+    "scheduled_sends",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("campaign_id", ForeignKey("campaigns.id"), nullable=False),
+    Column("round", Integer, nullable=False),
+    Column("timezone", String(64), nullable=False),
+    Column("local_time", String(32), nullable=False),
+    Column("due_at", Timestamp(), nullable=False),
+    Column("contacts", Integer, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("note", Text, nullable=True),
+    Column("detail", Text, nullable=True),
+    Column("created_at", Timestamp(), nullable=False),
+    Column("started_at", Timestamp(), nullable=True),
+    Column("finished_at", Timestamp(), nullable=True),
+    UniqueConstraint("campaign_id", "round", "timezone"),
+    Index("ix_scheduled_sends_state_due", "state", "due_at"),
+)
+
+# What the admins were told about a round (0 = first send, 1.. = reminders): kind "summary"
+# when it completed, "missed" when a group of it was missed; each once.
+round_reports = Table(
+    "round_reports",
+    metadata,
+    Column("campaign_id", ForeignKey("campaigns.id"), primary_key=True),
+    Column("round", Integer, primary_key=True),
+    Column("kind", String(16), primary_key=True),
+    Column("reported_at", Timestamp(), nullable=False),
+)
+
+# APScheduler 3's SQLAlchemyJobStore table, as the job store itself defines it.
+apscheduler_jobs = Table(
+    "apscheduler_jobs",
+    metadata,
+    Column("id", Unicode(191), primary_key=True),
+    Column("next_run_time", Float(25), index=True),
+    Column("job_state", LargeBinary, nullable=False),
+)
