@@ -19,9 +19,14 @@ from rich.table import Table
 
 from outreach import operations
 from outreach.bootstrap import Services
+from outreach.demo import prepare_demo
 from outreach.domain.delivery import Recipient
+from outreach.domain.report import STATUSES
 from outreach.errors import CampaignDefinitionError, ConfigurationError, OutreachError
 from outreach.settings import Settings
+from outreach.store.admin_users import create_user
+from outreach.store.responses import csv_cell
+from outreach.web.server import serve as run_web
 
 app = typer.Typer(
     help="outreach: campaigns to member cities, sent once, in their language, and followed up.",
@@ -31,6 +36,8 @@ app = typer.Typer(
 )
 contacts_app = typer.Typer(help="Import and list contacts.", no_args_is_help=True)
 app.add_typer(contacts_app, name="contacts")
+admin_app = typer.Typer(help="Admin accounts for the web app.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
 
 out = Console()
 err = Console(stderr=True)
@@ -42,7 +49,7 @@ EXIT_FAILED = 1
 @contextmanager
 def services(**overrides: str | None) -> Iterator[Services]:
     """Services for one command; every error a user can cause becomes a clear message."""
-    settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = Settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
     svc = Services(settings=settings)
     try:
         yield svc
@@ -237,8 +244,14 @@ def _print_summary(svc: Services, campaign_id: str, outcome: operations.SendOutc
 def report(
     campaign_id: Annotated[str, typer.Argument(help="campaign id")],
     format: Annotated[str, typer.Option(help="table, json or csv")] = "table",
+    deliveries: Annotated[
+        bool, typer.Option("--deliveries", help="with csv: export deliveries, not responses")
+    ] = False,
 ) -> None:
-    """Deliveries of a campaign by status, by region and by language."""
+    """Deliveries by status, region and language; which cities responded and which have not.
+
+    ``--format csv`` exports the responses (one row per city); add ``--deliveries`` to export
+    every delivery instead."""
     if format not in {"table", "json", "csv"}:
         err.print(f"[red]unknown format {format!r}[/red]; use table, json or csv")
         raise typer.Exit(EXIT_BAD_INPUT)
@@ -250,42 +263,17 @@ def report(
         if format == "json":
             sys.stdout.write(json.dumps(result.as_dict(), ensure_ascii=False, indent=2) + "\n")
         elif format == "csv":
+            columns, rows = operations.export_rows(svc, campaign_id, deliveries=deliveries)
             writer = csv.writer(sys.stdout)
-            writer.writerow(
-                [
-                    "email",
-                    "name",
-                    "organisation",
-                    "country",
-                    "region",
-                    "language",
-                    "status",
-                    "attempts",
-                    "sent_at",
-                    "last_error",
-                ]
-            )
-            writer.writerows(operations.delivery_rows(svc, campaign_id))
+            writer.writerow(columns)
+            writer.writerows([csv_cell(row[c]) for c in columns] for row in rows)
         else:
             _print_report(result)
 
 
 def _print_report(result: operations.CampaignReport) -> None:
     out.print(f"[bold]{result.name}[/bold] ({result.campaign}) — {result.state}")
-    statuses = [
-        s
-        for s in (
-            "sent",
-            "queued",
-            "sending",
-            "failed",
-            "suppressed",
-            "unknown",
-            "bounced",
-            "complained",
-        )
-        if result.count(s) or s in ("sent", "failed")
-    ]
+    statuses = [s for s in STATUSES if result.count(s) or s in ("sent", "failed")]
     totals = Table("recipients", *statuses)
     totals.add_row(str(result.recipients), *(str(result.count(s)) for s in statuses))
     out.print(totals)
@@ -296,7 +284,83 @@ def _print_report(result: operations.CampaignReport) -> None:
                 key, str(sum(counts.values())), *(str(counts.get(s, 0)) for s in statuses)
             )
         out.print(table)
+    responded, waiting = result.extra.get("responded", []), result.extra.get("not_responded", [])
+    out.print(f"[green]responded ({len(responded)}):[/green] {', '.join(responded) or '—'}")
+    out.print(f"[yellow]not yet ({len(waiting)}):[/yellow] {', '.join(waiting) or '—'}")
+    for cta, clicks in result.extra.get("clicks", {}).items():
+        out.print(
+            f"clicks on {cta}: {clicks['human']} by people, "
+            f"{clicks['suspected_scanner']} suspected scanners"
+        )
+
+
+@admin_app.command("create-user")
+def admin_create_user(
+    username: Annotated[str, typer.Argument(help="login name")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="at least 8 characters (asked for when not given)",
+        ),
+    ],
+) -> None:
+    """Create an admin account (password hashed with argon2)."""
+    with services() as svc:
+        create_user(svc.engine, username, password, now=svc.clock.now())
+    out.print(f"admin [bold]{username}[/bold] created; log in at {svc.settings.base_url}/admin")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+) -> None:
+    """Run the web app: tracked links, sign and unsubscribe pages, admin reports."""
+    with services() as svc:
+        run_web(svc, host=host, port=port)
+
+
+@app.command()
+def demo(
+    folder: Annotated[Path, typer.Option("--dir", help="where the demo keeps its files")] = Path(
+        "demo"
+    ),
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    serve_app: Annotated[bool, typer.Option("--serve/--no-serve", help="start the web app")] = True,
+) -> None:
+    """Try outreach with nothing installed: send World Refugee Day into a file outbox, then
+    open the mailbox viewer, press Sign, and watch the admin report change."""
+    base_url = f"http://{host}:{port}"
+    with services(
+        database_url=f"sqlite:///{folder / 'outreach.db'}",
+        mailer=f"file://{folder / 'outbox'}",
+        base_url=base_url,
+    ) as svc:
+        info = prepare_demo(svc, folder=folder)
+        lines = [
+            ("contacts imported", str(info.contacts)),
+            ("emails in the outbox", f"{info.messages} (in {folder / 'outbox'})"),
+            ("mailbox viewer", f"{base_url}/mailbox"),
+            ("admin report", f"{base_url}/admin/campaigns/{info.campaign_id}"),
+            ("admin login", f"{info.username} / {info.password}"),
+            ("signatories", f"{base_url}/campaigns/{info.campaign_id}/signatories"),
+        ]
+        out.print("[bold]outreach demo[/bold]")
+        for label, value in lines:
+            out.print(f"  {label + ':':22} {value}", soft_wrap=True, highlight=False)
+        if serve_app:
+            out.print("Open the mailbox, pick São Paulo, press Sign. Ctrl+C stops the demo.")
+            run_web(svc, host=host, port=port)
 
 
 def main() -> None:
     app()
+
+
+from outreach import cli_schedule  # noqa: E402
+
+cli_schedule.register(app)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from outreach.bootstrap import Services
@@ -24,7 +24,14 @@ from outreach.pipeline.personalise import message_factory
 from outreach.ports import OutgoingMessage
 from outreach.store.campaigns import save_campaign, set_campaign_state
 from outreach.store.contacts import ImportCounts, iter_contacts, upsert_contacts
-from outreach.store.reports import campaign_report, iter_delivery_rows
+from outreach.store.reports import campaign_report
+from outreach.store.responses import (
+    DELIVERY_COLUMNS,
+    RESPONSE_COLUMNS,
+    iter_delivery_export,
+    iter_response_rows,
+    response_summary,
+)
 from outreach.store.suppressions import suppressed_addresses
 
 
@@ -173,18 +180,27 @@ def preview_message(
 
 
 def report(services: Services, campaign_id: str) -> CampaignReport | None:
-    return campaign_report(services.engine, campaign_id)
+    """Deliveries by status, region and language, with who responded and who has not."""
+    found = campaign_report(services.engine, campaign_id)
+    if found is None:
+        return None
+    return replace(found, extra=response_summary(services.engine, campaign_id))
 
 
-def delivery_rows(services: Services, campaign_id: str) -> Iterator[tuple[object, ...]]:
-    return iter_delivery_rows(services.engine, campaign_id)
+def export_rows(
+    services: Services, campaign_id: str, *, deliveries: bool
+) -> tuple[tuple[str, ...], Iterator[dict[str, object]]]:
+    """Columns and rows of the responses export (or of the deliveries export)."""
+    if deliveries:
+        return DELIVERY_COLUMNS, iter_delivery_export(services.engine, campaign_id)
+    return RESPONSE_COLUMNS, iter_response_rows(services.engine, campaign_id)
 
 
 __all__ = [
     "Campaign",
     "CampaignReport",
     "SendOutcome",
-    "delivery_rows",
+    "export_rows",
     "import_contacts",
     "iter_contacts",
     "plan_campaign",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -52,7 +53,7 @@ def parse(data: bytes) -> EmailMessage:
 
 
 def _imported(env: dict[str, str]) -> None:
-    code, stdout, stderr = run(env, "contacts", "import", str(CONTACTS))
+    code, _, stderr = run(env, "contacts", "import", str(CONTACTS))
     assert code == 0, stderr
     assert "skipped" not in stderr
 
@@ -70,9 +71,7 @@ def test_campaign_reaches_every_contact_once_with_both_parts(env: dict[str, str]
     assert connections < len(received)  # connections are reused across messages
     assert "sent now" in stdout
 
-    signer = LinkSigner(secret=SECRET.encode(), base_url=BASE_URL, lifetime=__import__(
-        "datetime").timedelta(days=365))
-    by_language: dict[str, int] = {}
+    signer = LinkSigner(secret=SECRET.encode(), base_url=BASE_URL, lifetime=timedelta(days=365))
     for raw in received:
         message = parse(raw.data)
         assert message.get_content_type() == "multipart/alternative"
@@ -95,10 +94,10 @@ def test_campaign_reaches_every_contact_once_with_both_parts(env: dict[str, str]
         assert claims.campaign_id == "world-refugee-day-2018"
         assert str(claims.delivery_id) == message["X-Outreach-Delivery"]
         # every tracked link in the HTML verifies too
-        for purpose, token in re.findall(r"https://outreach\.example\.org/([cs])/([\w-]+)", html_body):
+        links = re.findall(r"https://outreach\.example\.org/([cs])/([\w-]+)", html_body)
+        assert len(links) >= 2
+        for purpose, token in links:
             signer.verify(token, LinkPurpose(purpose))
-        language = message["Content-Language"] or ""
-        by_language[language] = by_language.get(language, 0) + 1
     subjects = {parse(r.data)["Subject"] for r in received}
     assert len(subjects) >= 3  # English, French and Spanish variants went out
 
@@ -153,8 +152,10 @@ def test_permanent_failure_is_recorded_with_the_reply(env: dict[str, str]) -> No
     assert code == 0
     assert bad not in delivered and len(delivered) == _count_contacts() - 1
     assert "550" in stderr
-    code, stdout, _ = run(env, "report", "world-refugee-day-2018", "--format", "csv")
-    row = next(line for line in stdout.splitlines() if line.startswith(bad))
+    code, stdout, _ = run(
+        env, "report", "world-refugee-day-2018", "--format", "csv", "--deliveries"
+    )
+    row = next(line for line in stdout.splitlines() if bad in line)
     assert ",failed," in row and "550" in row
 
 
@@ -213,7 +214,8 @@ def test_bad_campaign_file_lists_problems_and_exits_2(env: dict[str, str], tmp_p
 def test_preview_renders_each_language(env: dict[str, str], tmp_path: Path) -> None:
     for language, word in (("en", "refugees"), ("fr", "réfugiés"), ("es", "refugiados")):
         out = tmp_path / f"{language}.html"
-        code, stdout, stderr = run(env, "preview", str(CAMPAIGN), "--language", language,
-                                   "--out", str(out))
+        code, _, stderr = run(
+            env, "preview", str(CAMPAIGN), "--language", language, "--out", str(out)
+        )
         assert code == 0, stderr
         assert word in out.read_text(encoding="utf-8").lower()

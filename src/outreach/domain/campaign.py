@@ -39,6 +39,8 @@ def _no_newlines(value: str) -> str:
 def _parse_duration(value: Any) -> Any:
     if isinstance(value, str):
         match = _DURATION.match(value)
+        if not match and value.startswith("P"):
+            return value  # ISO 8601, as stored: pydantic reads it
         if not match:
             raise ValueError("expected a duration such as 30m, 12h, 7d or 2w")
         return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])

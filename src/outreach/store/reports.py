@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 
 from sqlalchemy import Engine, func, select
 
@@ -46,28 +45,3 @@ def campaign_report(engine: Engine, campaign_id: str, *, round: int = 0) -> Camp
         by_region={k: dict(v) for k, v in sorted(by_region.items())},
         by_language={k: dict(v) for k, v in sorted(by_language.items())},
     )
-
-
-def iter_delivery_rows(engine: Engine, campaign_id: str) -> Iterator[tuple[object, ...]]:
-    """Every delivery of a campaign, for CSV export."""
-    query = (
-        select(
-            contacts.c.email,
-            contacts.c.name,
-            organisations.c.name,
-            organisations.c.country,
-            organisations.c.region,
-            deliveries.c.language,
-            deliveries.c.status,
-            deliveries.c.attempts,
-            deliveries.c.sent_at,
-            deliveries.c.last_error,
-        )
-        .join(contacts, contacts.c.id == deliveries.c.contact_id)
-        .join(organisations, organisations.c.id == contacts.c.organisation_id)
-        .where(deliveries.c.campaign_id == campaign_id)
-        .order_by(organisations.c.region, organisations.c.name, contacts.c.email)
-    )
-    with engine.connect() as connection:
-        for row in connection.execute(query):
-            yield tuple(row)
