@@ -78,7 +78,7 @@ class Services:
         return compile_campaign(campaign, templates_dir=self.templates_dir)
 
     def mailer(self, dsn: str | None = None) -> Mailer:
-        return open_mailer(dsn or self.settings.mailer)
+        return open_mailer(dsn or self.settings.mailer, concurrency=self.settings.send_concurrency)
 
     def close(self) -> None:
         if "engine" in self.__dict__:
