@@ -5,9 +5,13 @@ Only ``bootstrap`` and the entry points read settings; everything inward receive
 
 from __future__ import annotations
 
-from pydantic import Field
+import json
+from typing import Annotated, Any
+
+from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -27,13 +31,31 @@ class Settings(BaseSettings):
     mailer: str = "file://./outbox"
     base_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = Field(default=None, repr=False)
-    admin_emails: list[str] = Field(default_factory=list)
+    # OUTREACH_ADMIN_EMAILS: comma-separated addresses (a JSON list is read too)
+    admin_emails: Annotated[list[str], NoDecode] = Field(default_factory=list)
     templates_dir: str | None = None
     campaigns_dir: str = "campaigns"
     link_lifetime_days: int = 365
     max_attempts: int = 5
     retry_base_seconds: float = 30.0
     batch_size: int = 200
+    send_concurrency: int = 8
+    # provider webhooks (/webhooks/{provider}); a provider whose secret is unset gets 403
+    mailgun_webhook_signing_key: str | None = Field(default=None, repr=False)
+    sendgrid_webhook_public_key: str | None = Field(default=None, repr=False)
+    postmark_webhook_user: str | None = Field(default=None, repr=False)
+    postmark_webhook_password: str | None = Field(default=None, repr=False)
+    brevo_webhook_token: str | None = Field(default=None, repr=False)
+
+    @field_validator("admin_emails", mode="before")
+    @classmethod
+    def _split_addresses(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.replace(";", ",").split(",") if part.strip()]
+        return value
 
     @classmethod
     def settings_customise_sources(

@@ -148,7 +148,22 @@ def send_groups(
     return sorted(groups, key=lambda group: (group.utc, group.timezone))
 
 
-def due_instant(*, at: datetime, timezone: str, contact_timezone: str, after: timedelta) -> datetime:
+def due_instant(
+    *, at: datetime, timezone: str, contact_timezone: str, after: timedelta
+) -> datetime:
     """The UTC instant a single contact of ``contact_timezone`` is due."""
     wall = at.replace(tzinfo=None) + after
     return resolve(wall, group_key(timezone, contact_timezone)).utc
+
+
+def duration_text(value: timedelta) -> str:
+    """A duration as staff write it (``7d``, ``12h``, ``30min``, ``45s``); rounded down
+    when it is not a whole number of the largest unit that fits."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    for unit, size, below in (("s", 1, 120), ("min", 60, 7200), ("h", 3600, 172800)):
+        if seconds < below:
+            return f"{seconds // size}{unit}"
+    return f"{seconds // 86400}d"
