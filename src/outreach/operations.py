@@ -22,7 +22,7 @@ from outreach.pipeline.delivery import OnResult, SendSummary, send_round
 from outreach.pipeline.outbox import EnqueueSummary, PlannedRecipient, enqueue, plan
 from outreach.pipeline.personalise import message_factory
 from outreach.ports import OutgoingMessage
-from outreach.store.campaigns import save_campaign, set_campaign_state
+from outreach.store.campaigns import campaign_state, save_campaign, set_campaign_state
 from outreach.store.contacts import ImportCounts, iter_contacts, upsert_contacts
 from outreach.store.reports import campaign_report
 from outreach.store.responses import (
@@ -100,6 +100,14 @@ async def send_campaign(
     build = message_factory(
         campaign=campaign, compiled=compiled, signer=services.signer, now=services.clock.now
     )
+
+    def held() -> str | None:
+        """Paused or cancelled from elsewhere (admin page, ``outreach pause``)?"""
+        stored = campaign_state(services.engine, campaign.id)
+        if stored is not None and stored[0] in (CampaignState.PAUSED, CampaignState.CANCELLED):
+            return f"the campaign was {stored[0].value}" + (f" ({stored[1]})" if stored[1] else "")
+        return None
+
     try:
         summary = await send_round(
             campaign_id=campaign.id,
@@ -111,6 +119,7 @@ async def send_campaign(
             worker=services.worker_name,
             on_result=on_result,
             stop=stop,
+            stop_check=held,
         )
     except Exception as err:
         set_campaign_state(
@@ -124,6 +133,8 @@ async def send_campaign(
     finally:
         await mailer.close()
     counts = ledger.counts(campaign_id=campaign.id, round=0, now=services.clock.now())
+    if held() is not None:
+        return SendOutcome(enqueued=enqueued, recovered=recovered, summary=summary)
     if summary.stopped_reason:
         state, reason = CampaignState.PAUSED, summary.stopped_reason
     elif counts.queued or counts.get("sending"):
