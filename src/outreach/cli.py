@@ -23,8 +23,10 @@ from outreach.demo import prepare_demo
 from outreach.domain.delivery import Recipient
 from outreach.domain.report import STATUSES
 from outreach.errors import CampaignDefinitionError, ConfigurationError, OutreachError
+from outreach.scheduler import start_scheduler
 from outreach.settings import Settings
 from outreach.store.admin_users import create_user
+from outreach.store.leases import LeaseHeld
 from outreach.store.responses import csv_cell
 from outreach.web.server import serve as run_web
 
@@ -313,14 +315,33 @@ def admin_create_user(
     out.print(f"admin [bold]{username}[/bold] created; log in at {svc.settings.base_url}/admin")
 
 
+def _serve_with_scheduler(svc: Services, *, host: str, port: int, scheduler: bool) -> None:
+    """The web app, with the scheduler inside unless another process already schedules."""
+    handle = None
+    if scheduler:
+        try:
+            handle = start_scheduler(svc)
+        except LeaseHeld as held:
+            err.print(f"[yellow]not scheduling here:[/yellow] {held}", highlight=False)
+    try:
+        run_web(svc, host=host, port=port)
+    finally:
+        if handle is not None:
+            handle.shutdown()
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    scheduler: Annotated[
+        bool, typer.Option("--scheduler/--no-scheduler", help="run the scheduler inside")
+    ] = True,
 ) -> None:
-    """Run the web app: tracked links, sign and unsubscribe pages, admin reports."""
+    """Run the web app (tracked links, sign and unsubscribe pages, admin reports) and, unless
+    another process already does, the scheduler."""
     with services() as svc:
-        run_web(svc, host=host, port=port)
+        _serve_with_scheduler(svc, host=host, port=port, scheduler=scheduler)
 
 
 @app.command()
@@ -354,7 +375,7 @@ def demo(
             out.print(f"  {label + ':':22} {value}", soft_wrap=True, highlight=False)
         if serve_app:
             out.print("Open the mailbox, pick São Paulo, press Sign. Ctrl+C stops the demo.")
-            run_web(svc, host=host, port=port)
+            _serve_with_scheduler(svc, host=host, port=port, scheduler=True)
 
 
 def main() -> None:
@@ -364,3 +385,8 @@ def main() -> None:
 from outreach import cli_schedule  # noqa: E402
 
 cli_schedule.register(app)
+
+
+from outreach import cli_bounces  # noqa: E402
+
+cli_bounces.register(app)

@@ -9,7 +9,9 @@
     ├── WebhookVerificationError  a provider webhook failed its signature check
     └── DeliveryError             a message could not be handed to the mail server
         ├── TemporaryDeliveryError    try again later (4xx, dropped connection, throttling)
-        └── PermanentDeliveryError    do not try again (5xx, rejected address)
+        ├── PermanentDeliveryError    do not try again (5xx, rejected address)
+        └── UnknownDeliveryError      the request went out but no answer came back: the
+                                      message may have been accepted; never re-sent blindly
 
     ConfigurationError            stands outside the tree on purpose: a wrong DSN or a
                                   wrong password must stop the run, never be swallowed by
@@ -107,6 +109,12 @@ class TemporaryDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """The server refused the message for good."""
+
+
+class UnknownDeliveryError(DeliveryError):
+    """The request reached the provider but its answer was lost (a read timeout, a connection
+    dropped after sending): the message may or may not have been accepted. The delivery is
+    recorded ``unknown`` and settled by the provider's events, never sent a second time."""
 
 
 class ConfigurationError(Exception):

@@ -439,7 +439,7 @@ def test_parse_dsn_decodes_user_and_password_and_keeps_them_out_of_repr() -> Non
         ("smtp://user:zq9xkw7v@mail.example.org/path", "no path"),
         ("smtp://user:zq9xkw7v@mail.example.org#frag", "'#'"),
         ("carrier-pigeon://user:zq9xkw7v@loft", "unknown mailer scheme carrier-pigeon://"),
-        ("mailgun+api://zq9xkw7v@mg.example.org", "not supported yet"),
+        ("sparkpost+api://zq9xkw7v@mg.example.org", "not supported yet"),
         ("file://", "directory"),
         ("memory://?fast=yes", "unknown option"),
     ],

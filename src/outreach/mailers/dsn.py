@@ -4,10 +4,17 @@
     smtps://user:password@host:port?verify=false    implicit TLS, port 465 by default
     file://./outbox                                  one .eml file per message, in a directory
     memory://                                        kept in a list, for tests and dry runs
+    mailgun+api://KEY:DOMAIN@default?region=eu       Mailgun (region us by default)
+    postmark+api://TOKEN@default?stream=broadcast    Postmark (stream outbound by default)
+    sendgrid+api://KEY@default                       SendGrid
+    brevo+api://KEY@default                          Brevo
 
 User and password are percent-decoded, so a password containing ``@ / : ? #`` is written
-``%40 %2F %3A %3F %23``. HTTP providers (``mailgun+api://KEY@DOMAIN``, ...) plug in by adding an
-opener to ``_OPENERS``; until one exists, an ``+api`` scheme is refused as "not supported yet".
+``%40 %2F %3A %3F %23``. The HTTP providers take ``retries=N`` (5xx, 429 and connection errors
+retried at most N times, 3 by default) and ``batch=false`` (one request per message). Putting
+``host:port`` in place of ``default`` sends to that host: over plain http for a loopback host
+(a local test server), https otherwise. Another provider plugs in by adding an opener to
+``_OPENERS``; an unknown ``+api`` scheme is refused as "not supported yet".
 
 Error messages about a DSN name its scheme and what is wrong, never the user, password, host or
 any other piece of the raw string, which may hold a secret when the DSN is malformed.
@@ -19,11 +26,17 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from outreach.errors import ConfigurationError
+from outreach.mailers.brevo import BrevoMailer
 from outreach.mailers.file import FileMailer
+from outreach.mailers.http import HttpMailer, base_url_for
+from outreach.mailers.mailgun import EU_API, US_API, MailgunMailer
 from outreach.mailers.memory import MemoryMailer
+from outreach.mailers.postmark import PostmarkMailer
+from outreach.mailers.sendgrid import SendGridMailer
 from outreach.mailers.smtp import SmtpMailer, StartTls
 from outreach.ports import Mailer
 
@@ -192,9 +205,75 @@ def _open_memory(dsn: MailerDsn, concurrency: int, timeout: float) -> Mailer:
     return MemoryMailer(concurrency=concurrency)
 
 
+class _HttpOptions(TypedDict):
+    base_url: str
+    concurrency: int
+    timeout: float
+    retries: int
+    batch: bool
+
+
+def _http_options(
+    dsn: MailerDsn, provider: type[HttpMailer], concurrency: int, timeout: float, *extra: str
+) -> _HttpOptions:
+    """What every HTTP provider's DSN says: where to send, retries, batch; the secret in the
+    user part (never in an error message)."""
+    _allow(dsn, "retries", "batch", *extra)
+    if dsn.path not in ("", "/"):
+        raise _problem(f"the {dsn.scheme}:// DSN takes no path after the host")
+    if not dsn.user:
+        raise _problem(f"the {dsn.scheme}:// DSN needs the API key before '@'")
+    retries = dsn.options.get("retries", "3")
+    if not retries.isdigit() or int(retries) > 10:
+        raise _problem(f"the {dsn.scheme}:// option retries must be a number from 0 to 10")
+    return {
+        "base_url": base_url_for(host=dsn.host, port=dsn.port, default=provider.default_base_url),
+        "concurrency": concurrency,
+        "timeout": timeout,
+        "retries": int(retries),
+        "batch": _flag(dsn, "batch", default=True),
+    }
+
+
+def _open_mailgun(dsn: MailerDsn, concurrency: int, timeout: float) -> Mailer:
+    options = _http_options(dsn, MailgunMailer, concurrency, timeout, "region")
+    if not dsn.password:
+        raise _problem(
+            "the mailgun+api:// DSN needs KEY:DOMAIN, e.g. mailgun+api://KEY:mg.example.org@default"
+        )
+    region = dsn.options.get("region", "us").lower()
+    if region not in ("us", "eu"):
+        raise _problem("the mailgun+api:// option region must be us or eu")
+    if dsn.host in ("", "default"):
+        options["base_url"] = EU_API if region == "eu" else US_API
+    return MailgunMailer(api_key=dsn.user or "", domain=dsn.password, **options)
+
+
+def _open_postmark(dsn: MailerDsn, concurrency: int, timeout: float) -> Mailer:
+    options = _http_options(dsn, PostmarkMailer, concurrency, timeout, "stream")
+    stream = dsn.options.get("stream", "outbound")
+    if not re.fullmatch(r"[a-z0-9-]{1,64}", stream):
+        raise _problem("the postmark+api:// option stream must be a message stream id")
+    return PostmarkMailer(server_token=dsn.user or "", stream=stream, **options)
+
+
+def _open_sendgrid(dsn: MailerDsn, concurrency: int, timeout: float) -> Mailer:
+    options = _http_options(dsn, SendGridMailer, concurrency, timeout)
+    return SendGridMailer(api_key=dsn.user or "", **options)
+
+
+def _open_brevo(dsn: MailerDsn, concurrency: int, timeout: float) -> Mailer:
+    options = _http_options(dsn, BrevoMailer, concurrency, timeout)
+    return BrevoMailer(api_key=dsn.user or "", **options)
+
+
 _OPENERS: dict[str, Callable[[MailerDsn, int, float], Mailer]] = {
     "smtp": _open_smtp,
     "smtps": _open_smtp,
     "file": _open_file,
     "memory": _open_memory,
+    "mailgun+api": _open_mailgun,
+    "postmark+api": _open_postmark,
+    "sendgrid+api": _open_sendgrid,
+    "brevo+api": _open_brevo,
 }

@@ -4,7 +4,11 @@ A producer claims batches of queued deliveries (marking them ``sending``); a bou
 consumers build and send messages, recording every result with its own commit. Temporary
 failures go back to the queue with exponential backoff and jitter (``Retry-After`` honoured);
 permanent ones are recorded with the server's reply; a misconfiguration stops the round at once
-and gives back every claimed message that was not handed over.
+and gives back every claimed message that was not handed over. A message whose fate is unknown
+(the request went out, the answer was lost) is recorded ``unknown`` and never sent again here.
+
+With a ``BatchMailer`` each consumer hands over up to ``max_batch`` claimed deliveries in one
+call and records every message's own result.
 """
 
 from __future__ import annotations
@@ -18,12 +22,21 @@ from datetime import datetime, timedelta
 from outreach.domain.delivery import Recipient
 from outreach.errors import (
     ConfigurationError,
+    DeliveryError,
     OutreachError,
     PermanentDeliveryError,
     RenderError,
     TemporaryDeliveryError,
+    UnknownDeliveryError,
 )
-from outreach.ports import ClaimedDelivery, Clock, DeliveryLedger, Mailer, OutgoingMessage
+from outreach.ports import (
+    BatchMailer,
+    ClaimedDelivery,
+    Clock,
+    DeliveryLedger,
+    Mailer,
+    OutgoingMessage,
+)
 
 BuildMessage = Callable[[Recipient], OutgoingMessage]
 OnResult = Callable[[str, Recipient, str], None]
@@ -59,6 +72,7 @@ class SendSummary:
     suppressed: int = 0
     retried: int = 0
     waiting: int = 0
+    unknown: int = 0
     next_retry_at: datetime | None = None
     stopped_reason: str | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -180,6 +194,8 @@ class _Round:
             reply = await self.mailer.send(message)
         except TemporaryDeliveryError as err:
             self._retry(claimed, err)
+        except UnknownDeliveryError as err:
+            self._unknown(recipient, err)
         except PermanentDeliveryError as err:
             self.consecutive_failures = 0
             self._fail(recipient, err.reply)
@@ -193,16 +209,98 @@ class _Round:
             self.summary.sent += 1
             self._report("sent", recipient, reply)
 
+    async def consume_batches(self, mailer: BatchMailer) -> None:
+        """Like ``consume``, taking up to ``max_batch`` waiting deliveries per call."""
+        released: list[int] = []
+        done = False
+        while not done:
+            items = [await self.queue.get()]
+            while items[-1] is not None and len(items) < mailer.max_batch:
+                if self.queue.empty():
+                    break
+                items.append(self.queue.get_nowait())
+            done = items[-1] is None
+            batch = [claimed for claimed in items if claimed is not None]
+            try:
+                if self.stop.is_set():
+                    released += [claimed.recipient.delivery_id for claimed in batch]
+                elif batch:
+                    await self._deliver_batch(mailer, batch)
+            finally:
+                for _ in items:
+                    self.queue.task_done()
+        self.ledger.release(released, now=self.clock.now())
+
+    async def _deliver_batch(self, mailer: BatchMailer, batch: list[ClaimedDelivery]) -> None:
+        now = self.clock.now
+        pending: list[ClaimedDelivery] = []
+        messages: list[OutgoingMessage] = []
+        for claimed in batch:
+            recipient = claimed.recipient
+            if claimed.suppressed:
+                self.ledger.mark_suppressed(recipient.delivery_id, now=now())
+                self.summary.suppressed += 1
+                self._report("suppressed", recipient)
+                continue
+            try:
+                messages.append(self.build(recipient))
+            except (RenderError, OutreachError) as err:
+                self._fail(recipient, f"could not build the message: {err}")
+                continue
+            pending.append(claimed)
+        if not messages:
+            return
+        try:
+            results = await mailer.send_batch(messages)
+        except ConfigurationError as err:
+            self.ledger.release([c.recipient.delivery_id for c in pending], now=now())
+            self.fatal = err
+            self._halt(str(err))
+            return
+        temporary = 0
+        for claimed, result in zip(pending, results, strict=True):
+            recipient = claimed.recipient
+            if isinstance(result, str):
+                self.consecutive_failures = 0
+                self.ledger.mark_sent(recipient.delivery_id, reply=result, now=now())
+                self.summary.sent += 1
+                self._report("sent", recipient, result)
+            elif isinstance(result, UnknownDeliveryError):
+                self._unknown(recipient, result, count=False)
+                temporary += 1
+            elif isinstance(result, TemporaryDeliveryError):
+                self._retry(claimed, result, count=False)
+                temporary += 1
+            else:
+                self.consecutive_failures = 0
+                self._fail(recipient, result.reply)
+        if temporary == len(pending):  # the whole request failed: one failure in a row
+            self._count_failure(results[-1])
+
+    def _unknown(self, recipient: Recipient, err: UnknownDeliveryError, count: bool = True) -> None:
+        self.ledger.mark_unknown(recipient.delivery_id, error=err.reply, now=self.clock.now())
+        self.summary.unknown += 1
+        self._report("unknown", recipient, err.reply)
+        if count:
+            self._count_failure(err)
+
+    def _count_failure(self, err: str | DeliveryError) -> None:
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.policy.max_consecutive_failures:
+            reply = err.reply if isinstance(err, DeliveryError) else err
+            self._halt(f"{self.consecutive_failures} temporary failures in a row; last: {reply}")
+
     def _fail(self, recipient: Recipient, error: str) -> None:
         self.ledger.mark_failed(recipient.delivery_id, error=error, now=self.clock.now())
         self.summary.failed += 1
         self.summary.failures.append((recipient.email, error))
         self._report("failed", recipient, error)
 
-    def _retry(self, claimed: ClaimedDelivery, err: TemporaryDeliveryError) -> None:
+    def _retry(
+        self, claimed: ClaimedDelivery, err: TemporaryDeliveryError, count: bool = True
+    ) -> None:
         recipient = claimed.recipient
         attempts = claimed.attempts + 1
-        self.consecutive_failures += 1
         if attempts >= self.policy.max_attempts:
             self._fail(recipient, f"gave up after {attempts} attempts: {err.reply}")
         else:
@@ -215,10 +313,8 @@ class _Round:
             )
             self.summary.retried += 1
             self._report("retry", recipient, err.reply)
-        if self.consecutive_failures >= self.policy.max_consecutive_failures:
-            self._halt(
-                f"{self.consecutive_failures} temporary failures in a row; last: {err.reply}"
-            )
+        if count:
+            self._count_failure(err)
 
 
 async def send_round(
@@ -257,7 +353,11 @@ async def send_round(
         stop_check=stop_check,
     )
     consumers = max(1, mailer.concurrency)
-    await asyncio.gather(run.produce(consumers, sleep), *(run.consume() for _ in range(consumers)))
+    if isinstance(mailer, BatchMailer) and mailer.max_batch > 1:
+        work = [run.consume_batches(mailer) for _ in range(consumers)]
+    else:
+        work = [run.consume() for _ in range(consumers)]
+    await asyncio.gather(run.produce(consumers, sleep), *work)
     if run.fatal is not None:
         raise run.fatal
     if run.stop.is_set() and run.summary.stopped_reason is None:

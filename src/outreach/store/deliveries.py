@@ -185,6 +185,19 @@ class SqlDeliveryLedger:
             lease_until=None,
         )
 
+    def mark_unknown(self, delivery_id: int, *, error: str, now: datetime) -> None:
+        """The request went out but its answer was lost: never re-sent; provider events
+        settle it later (``store.events``)."""
+        self._set(
+            delivery_id,
+            status=DeliveryStatus.UNKNOWN.value,
+            attempts=deliveries.c.attempts + 1,
+            last_error=error,
+            updated_at=now,
+            claimed_by=None,
+            lease_until=None,
+        )
+
     def release(self, delivery_ids: list[int], *, now: datetime) -> None:
         """Give claimed deliveries that were never handed over back to the queue."""
         if not delivery_ids:

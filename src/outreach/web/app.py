@@ -35,7 +35,7 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 )
-OPTIONAL_ROUTERS = ("outreach.web.admin", "outreach.web.mailbox")
+OPTIONAL_ROUTERS = ("outreach.web.admin", "outreach.web.mailbox", "outreach.web.webhooks")
 
 
 class SecurityHeaders:
