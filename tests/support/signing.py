@@ -6,39 +6,24 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import secrets
 
-from outreach.mailers import p256
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 
 class SendGridKey:
     """A P-256 key pair: ``public`` is what SendGrid shows (base64 DER SubjectPublicKeyInfo)."""
 
     def __init__(self) -> None:
-        self._d = secrets.randbelow(p256.N - 1) + 1
-        x, y, z = p256._multiply(self._d, p256.G)
-        z_inverse = pow(z, -1, p256.P)
-        ax, ay = x * z_inverse**2 % p256.P, y * z_inverse**3 % p256.P
-        spki = p256._SPKI_PREFIX + b"\x04" + ax.to_bytes(32, "big") + ay.to_bytes(32, "big")
+        self._private = ec.generate_private_key(ec.SECP256R1())
+        spki = self._private.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
         self.public = base64.b64encode(spki).decode("ascii")
 
     def sign(self, message: bytes) -> str:
-        e = int.from_bytes(hashlib.sha256(message).digest(), "big")
-        while True:
-            k = secrets.randbelow(p256.N - 1) + 1
-            x = p256._affine_x(p256._multiply(k, p256.G))
-            assert x is not None
-            r = x % p256.N
-            s = pow(k, -1, p256.N) * (e + r * self._d) % p256.N
-            if r and s:
-                break
-
-        def integer(value: int) -> bytes:
-            raw = value.to_bytes(value.bit_length() // 8 + 1, "big")
-            return b"\x02" + bytes([len(raw)]) + raw
-
-        body = integer(r) + integer(s)
-        return base64.b64encode(b"\x30" + bytes([len(body)]) + body).decode("ascii")
+        signature = self._private.sign(message, ec.ECDSA(hashes.SHA256()))
+        return base64.b64encode(signature).decode("ascii")
 
     def headers(self, body: bytes, timestamp: str = "1781946000") -> dict[str, str]:
         return {

@@ -24,11 +24,13 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from outreach.domain.delivery import EventKind
 from outreach.errors import ConfigurationError, DeliveryError, WebhookVerificationError
 from outreach.mailers import events as read
-from outreach.mailers import p256
 from outreach.mailers.batching import batch_body, can_share
 from outreach.mailers.http import HttpMailer, content_of
 from outreach.ports import OutgoingMessage, ProviderEvent
@@ -178,15 +180,12 @@ class SendGridWebhook:
 
     def __init__(self, *, public_key: str | None) -> None:
         self._key_text = public_key
-        self._key: p256.Point | None = None
+        self._key: ec.EllipticCurvePublicKey | None = None
 
     def verify(self, *, headers: Mapping[str, str], body: bytes) -> None:
         text = read.require_secret(self._key_text, provider=self.provider, setting=self.SETTING)
         if self._key is None:
-            try:
-                self._key = p256.public_key(text)
-            except p256.BadPublicKey as err:
-                raise WebhookVerificationError(f"{self.SETTING}: {err}") from None
+            self._key = _public_key(text, setting=self.SETTING)
         signature, timestamp = headers.get(SIGNATURE_HEADER), headers.get(TIMESTAMP_HEADER)
         if not signature or not timestamp:
             raise WebhookVerificationError("the SendGrid request is not signed")
@@ -194,8 +193,10 @@ class SendGridWebhook:
             der = base64.b64decode(signature, validate=True)
         except binascii.Error:
             raise WebhookVerificationError("the SendGrid signature is not base64") from None
-        if not p256.verify(self._key, der, timestamp.encode("utf-8") + body):
-            raise WebhookVerificationError("the SendGrid signature does not match")
+        try:
+            self._key.verify(der, timestamp.encode("utf-8") + body, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise WebhookVerificationError("the SendGrid signature does not match") from None
 
     def parse(self, body: bytes) -> list[ProviderEvent]:
         items = read.load_json(body)
@@ -235,3 +236,17 @@ class SendGridWebhook:
             user_agent=read.text(data.get("useragent")) or None,
             payload=data,
         )
+
+
+def _public_key(text: str, *, setting: str) -> ec.EllipticCurvePublicKey:
+    """SendGrid's verification key: base64 DER (as its settings page shows it) or PEM."""
+    try:
+        if "-----BEGIN" in text:
+            key = serialization.load_pem_public_key(text.encode("ascii"))
+        else:
+            key = serialization.load_der_public_key(base64.b64decode(text, validate=True))
+    except (ValueError, binascii.Error, UnsupportedAlgorithm) as err:
+        raise WebhookVerificationError(f"{setting}: not a public key ({err})") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+        raise WebhookVerificationError(f"{setting}: expected an ECDSA P-256 public key")
+    return key
