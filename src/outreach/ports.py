@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
@@ -169,6 +169,21 @@ class OutboxCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one handed-over delivery, as the ledger records it.
+
+    ``status`` is ``sent``, ``failed``, ``unknown``, ``suppressed``, or ``queued`` for a retry
+    due at ``next_attempt_at`` (``spend_attempt`` is False when the server only throttled).
+    """
+
+    delivery_id: int
+    status: str
+    detail: str = ""
+    next_attempt_at: datetime | None = None
+    spend_attempt: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class NewDelivery:
     """A delivery to put in the outbox (``suppressed`` ones are recorded, never sent)."""
 
@@ -199,6 +214,8 @@ class DeliveryLedger(Protocol):
         lease: timedelta,
     ) -> list[ClaimedDelivery]: ...
 
+    def record(self, outcomes: Sequence[Outcome], *, now: datetime) -> None: ...
+
     def mark_sent(self, delivery_id: int, *, reply: str, now: datetime) -> None: ...
 
     def mark_retry(
@@ -213,6 +230,15 @@ class DeliveryLedger(Protocol):
 
     def release(self, delivery_ids: list[int], *, now: datetime) -> None: ...
 
-    def recover(self, *, campaign_id: str, as_unknown: bool, now: datetime) -> int: ...
+    def recover(
+        self,
+        *,
+        campaign_id: str,
+        as_unknown: bool,
+        now: datetime,
+        dead_workers: Collection[str] = (),
+    ) -> int: ...
+
+    def claimants(self, *, campaign_id: str) -> set[str]: ...
 
     def counts(self, *, campaign_id: str, round: int, now: datetime) -> OutboxCounts: ...

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     link_lifetime_days: int = 365
     max_attempts: int = 5
     retry_base_seconds: float = 30.0
-    batch_size: int = 200
+    batch_size: int = 20
     send_concurrency: int = 8
     # provider webhooks (/webhooks/{provider}); a provider whose secret is unset gets 403
     mailgun_webhook_signing_key: str | None = Field(default=None, repr=False)

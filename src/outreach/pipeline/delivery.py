@@ -1,53 +1,74 @@
-"""The send loop: claim a batch, hand each message over, record each result as it comes.
+"""The send loop: claim a few deliveries, hand each over, record each result as it comes.
 
-A producer claims batches of queued deliveries (marking them ``sending``); a bounded number of
-consumers build and send messages, recording every result with its own commit. Temporary
-failures go back to the queue with exponential backoff and jitter (``Retry-After`` honoured);
-permanent ones are recorded with the server's reply; a misconfiguration stops the round at once
-and gives back every claimed message that was not handed over. A message whose fate is unknown
-(the request went out, the answer was lost) is recorded ``unknown`` and never sent again here.
+Up to ``mailer.concurrency`` senders run at once. Each claims a small chunk of queued deliveries
+(marking them ``sending``: the claim is what a restart recovers), builds each message, waits for
+the pacer (rate limits, throttling), hands it over, and records the result. Results are
+committed in small groups (``SendPolicy.commit_every``, or every ``commit_interval`` seconds):
+progress is recorded when a message is accepted, never when a chunk is fetched. A batch mailer
+takes a whole chunk in one call, each message keeping its own result.
 
-With a ``BatchMailer`` each consumer hands over up to ``max_batch`` claimed deliveries in one
-call and records every message's own result.
+- temporary failure: back to the queue with exponential backoff and jitter (``Retry-After``
+  honoured), failed after ``max_attempts``;
+- throttling (SMTP 421/450/451/454, HTTP 429): every sender slows down; the delivery goes back
+  to the queue without spending an attempt;
+- permanent failure: recorded with the server's reply;
+- lost answer (``UnknownDeliveryError``): recorded ``unknown``, never sent again here;
+- too many failures in a row, a stop request, a paused campaign: claiming stops at once, the
+  message in hand finishes, claimed messages not yet handed over go back to the queue;
+- misconfiguration (``ConfigurationError``): the same, then the error is raised.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
-from collections.abc import Awaitable, Callable
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from outreach.domain.delivery import Recipient
+from outreach.domain.delivery import DeliveryStatus, Recipient
 from outreach.errors import (
     ConfigurationError,
     DeliveryError,
     OutreachError,
     PermanentDeliveryError,
-    RenderError,
     TemporaryDeliveryError,
     UnknownDeliveryError,
 )
+from outreach.pipeline.ratelimit import Pacer, RateLimits, is_throttling
 from outreach.ports import (
     BatchMailer,
     ClaimedDelivery,
     Clock,
     DeliveryLedger,
     Mailer,
+    Outcome,
     OutgoingMessage,
 )
 
+log = logging.getLogger("outreach.delivery")
+
 BuildMessage = Callable[[Recipient], OutgoingMessage]
 OnResult = Callable[[str, Recipient, str], None]
-# asked before every claim: a reason to stop (the campaign was paused elsewhere), or None
+# asked before claiming: a reason to stop (the campaign was paused elsewhere), or None
 StopCheck = Callable[[], str | None]
 Sleep = Callable[[float], Awaitable[None]]
+Result = str | DeliveryError
+
+SENT = DeliveryStatus.SENT.value
+QUEUED = DeliveryStatus.QUEUED.value
+FAILED = DeliveryStatus.FAILED.value
+UNKNOWN = DeliveryStatus.UNKNOWN.value
+SUPPRESSED = DeliveryStatus.SUPPRESSED.value
 
 
 @dataclass(frozen=True, slots=True)
 class SendPolicy:
-    batch_size: int = 200
+    # deliveries one sender claims at once (a batch mailer takes up to its own max_batch)
+    batch_size: int = 20
     max_attempts: int = 5
     retry_base: timedelta = timedelta(seconds=30)
     retry_cap: timedelta = timedelta(hours=1)
@@ -56,6 +77,12 @@ class SendPolicy:
     max_retry_wait: timedelta = timedelta(minutes=5)
     # this many temporary failures in a row stop the round: the server is not well
     max_consecutive_failures: int = 50
+    # results are committed in groups of this many, or after this many seconds
+    commit_every: int = 32
+    commit_interval: float = 0.05
+    # how often a sender asks whether the campaign was paused elsewhere
+    stop_check_interval: float = 0.25
+    limits: RateLimits = field(default_factory=RateLimits)
 
     def backoff(self, attempts: int, retry_after: float | None) -> timedelta:
         base = self.retry_base.total_seconds() * 2 ** max(0, attempts - 1)
@@ -71,11 +98,41 @@ class SendSummary:
     failed: int = 0
     suppressed: int = 0
     retried: int = 0
+    throttled: int = 0
     waiting: int = 0
     unknown: int = 0
     next_retry_at: datetime | None = None
     stopped_reason: str | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _Recorder:
+    """Buffers results and commits them in small groups; one log line per group."""
+
+    def __init__(self, campaign_id: str, ledger: DeliveryLedger, clock: Clock, every: int) -> None:
+        self.campaign_id = campaign_id
+        self.ledger = ledger
+        self.clock = clock
+        self.every = max(1, every)
+        self.buffer: list[Outcome] = []
+
+    def add(self, outcome: Outcome) -> None:
+        self.buffer.append(outcome)
+        if len(self.buffer) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.buffer:
+            return
+        outcomes, self.buffer = self.buffer, []
+        self.ledger.record(outcomes, now=self.clock.now())
+        tally = Counter(o.status for o in outcomes)
+        log.info(
+            "%s: recorded %d results (%s)",
+            self.campaign_id,
+            len(outcomes),
+            ", ".join(f"{status} {n}" for status, n in sorted(tally.items())),
+        )
 
 
 class _Round:
@@ -93,228 +150,234 @@ class _Round:
         on_result: OnResult | None,
         stop: asyncio.Event,
         stop_check: StopCheck | None,
+        sleep: Sleep,
     ) -> None:
         self.campaign_id = campaign_id
         self.round = round
         self.build = build
         self.ledger = ledger
         self.mailer = mailer
+        self.batch_mailer = mailer if isinstance(mailer, BatchMailer) else None
         self.clock = clock
         self.policy = policy
         self.worker = worker
         self.on_result = on_result
         self.stop = stop
         self.stop_check = stop_check
+        self.sleep = sleep
+        self.pacer = Pacer(policy.limits, sleep=sleep)
+        self.recorder = _Recorder(campaign_id, ledger, clock, policy.commit_every)
         self.summary = SendSummary()
         self.fatal: ConfigurationError | None = None
         self.consecutive_failures = 0
-        self.queue: asyncio.Queue[ClaimedDelivery | None] = asyncio.Queue(
-            maxsize=max(policy.batch_size, mailer.concurrency * 2)
-        )
+        self.in_hand = 0  # senders holding a claimed chunk
+        self.last_check = float("-inf")
 
-    def _report(self, status: str, recipient: Recipient, detail: str = "") -> None:
-        if self.on_result is not None:
-            self.on_result(status, recipient, detail)
+    # -- running ------------------------------------------------------------------------
+    async def run(self) -> None:
+        senders = max(1, self.mailer.concurrency)
+        flusher = asyncio.create_task(self._flush_regularly())
+        try:
+            await asyncio.gather(*(self._sender() for _ in range(senders)))
+        finally:
+            flusher.cancel()
+            self.recorder.flush()
+
+    async def _flush_regularly(self) -> None:
+        while True:
+            await asyncio.sleep(self.policy.commit_interval)
+            self.recorder.flush()
+
+    def _should_stop(self) -> bool:
+        if self.stop.is_set():
+            return True
+        if self.stop_check is not None:
+            now = time.monotonic()
+            if now - self.last_check >= self.policy.stop_check_interval:
+                self.last_check = now
+                reason = self.stop_check()
+                if reason is not None:
+                    self._halt(reason)
+                    return True
+        return False
 
     def _halt(self, reason: str) -> None:
         if self.summary.stopped_reason is None:
             self.summary.stopped_reason = reason
         self.stop.set()
 
-    async def produce(self, consumers: int, sleep: Sleep) -> None:
-        try:
-            while not self.stop.is_set():
-                reason = self.stop_check() if self.stop_check is not None else None
-                if reason is not None:
-                    self._halt(reason)
-                    break
-                now = self.clock.now()
-                batch = self.ledger.claim(
-                    campaign_id=self.campaign_id,
-                    round=self.round,
-                    worker=self.worker,
-                    limit=self.policy.batch_size,
-                    now=now,
-                    lease=self.policy.lease,
-                )
-                if not batch:
-                    if not await self._wait_for_retries(sleep):
-                        break
+    async def _sender(self) -> None:
+        limit = self.policy.batch_size
+        if self.batch_mailer is not None:
+            limit = max(1, self.batch_mailer.max_batch)
+        while not self._should_stop():
+            chunk = self.ledger.claim(
+                campaign_id=self.campaign_id,
+                round=self.round,
+                worker=self.worker,
+                limit=limit,
+                now=self.clock.now(),
+                lease=self.policy.lease,
+            )
+            if not chunk:
+                if await self._wait_for_more():
                     continue
-                for claimed in batch:
-                    await self.queue.put(claimed)
-        finally:
-            for _ in range(consumers):
-                await self.queue.put(None)
+                return
+            self.in_hand += 1
+            try:
+                await self._send_chunk(chunk)
+            finally:
+                self.in_hand -= 1
 
-    async def _wait_for_retries(self, sleep: Sleep) -> bool:
-        """Wait for the next retry when one is due soon; False when the round is over."""
-        await self.queue.join()  # results of the last batch decide what is left
+    async def _wait_for_more(self) -> bool:
+        """Nothing claimable now: wait while others may still produce retries, or for a retry
+        due soon; False when the round is over."""
+        if self.in_hand:
+            await self.sleep(0.02)
+            return True
+        self.recorder.flush()  # the counts below must see every result
         now = self.clock.now()
         counts = self.ledger.counts(campaign_id=self.campaign_id, round=self.round, now=now)
-        if counts.queued == 0 or counts.next_retry_at is None:
+        if counts.queued == 0:
             return False
+        if counts.next_retry_at is None or counts.next_retry_at <= now:
+            await self.sleep(0.01)  # claimable again (another sender released some)
+            return True
         wait = (counts.next_retry_at - now).total_seconds()
         if wait > self.policy.max_retry_wait.total_seconds():
             self.summary.waiting = counts.queued
             self.summary.next_retry_at = counts.next_retry_at
             return False
-        await sleep(max(0.0, min(wait, 1.0)))
+        await self.sleep(min(wait, 1.0))
         return True
 
-    async def consume(self) -> None:
-        released: list[int] = []
-        while True:
-            claimed = await self.queue.get()
-            try:
-                if claimed is None:
-                    break
-                if self.stop.is_set():
-                    released.append(claimed.recipient.delivery_id)
-                    continue
-                await self._deliver(claimed)
-            finally:
-                self.queue.task_done()
-        self.ledger.release(released, now=self.clock.now())
-
-    async def _deliver(self, claimed: ClaimedDelivery) -> None:
-        recipient = claimed.recipient
-        now = self.clock.now
-        if claimed.suppressed:
-            self.ledger.mark_suppressed(recipient.delivery_id, now=now())
-            self.summary.suppressed += 1
-            self._report("suppressed", recipient)
-            return
-        try:
-            message = self.build(recipient)
-        except (RenderError, OutreachError) as err:
-            self._fail(recipient, f"could not build the message: {err}")
-            return
-        try:
-            reply = await self.mailer.send(message)
-        except TemporaryDeliveryError as err:
-            self._retry(claimed, err)
-        except UnknownDeliveryError as err:
-            self._unknown(recipient, err)
-        except PermanentDeliveryError as err:
-            self.consecutive_failures = 0
-            self._fail(recipient, err.reply)
-        except ConfigurationError as err:
-            self.ledger.release([recipient.delivery_id], now=now())
-            self.fatal = err
-            self._halt(str(err))
-        else:
-            self.consecutive_failures = 0
-            self.ledger.mark_sent(recipient.delivery_id, reply=reply, now=now())
-            self.summary.sent += 1
-            self._report("sent", recipient, reply)
-
-    async def consume_batches(self, mailer: BatchMailer) -> None:
-        """Like ``consume``, taking up to ``max_batch`` waiting deliveries per call."""
-        released: list[int] = []
-        done = False
-        while not done:
-            items = [await self.queue.get()]
-            while items[-1] is not None and len(items) < mailer.max_batch:
-                if self.queue.empty():
-                    break
-                items.append(self.queue.get_nowait())
-            done = items[-1] is None
-            batch = [claimed for claimed in items if claimed is not None]
-            try:
-                if self.stop.is_set():
-                    released += [claimed.recipient.delivery_id for claimed in batch]
-                elif batch:
-                    await self._deliver_batch(mailer, batch)
-            finally:
-                for _ in items:
-                    self.queue.task_done()
-        self.ledger.release(released, now=self.clock.now())
-
-    async def _deliver_batch(self, mailer: BatchMailer, batch: list[ClaimedDelivery]) -> None:
-        now = self.clock.now
-        pending: list[ClaimedDelivery] = []
-        messages: list[OutgoingMessage] = []
-        for claimed in batch:
-            recipient = claimed.recipient
+    # -- one chunk ------------------------------------------------------------------------
+    async def _send_chunk(self, chunk: list[ClaimedDelivery]) -> None:
+        ready: list[tuple[ClaimedDelivery, OutgoingMessage]] = []
+        for claimed in chunk:
             if claimed.suppressed:
-                self.ledger.mark_suppressed(recipient.delivery_id, now=now())
-                self.summary.suppressed += 1
-                self._report("suppressed", recipient)
+                self._record(claimed, SUPPRESSED, "on the suppression list")
                 continue
             try:
-                messages.append(self.build(recipient))
-            except (RenderError, OutreachError) as err:
-                self._fail(recipient, f"could not build the message: {err}")
-                continue
-            pending.append(claimed)
-        if not messages:
-            return
+                ready.append((claimed, self.build(claimed.recipient)))
+            except OutreachError as err:
+                self._record(claimed, FAILED, f"could not build the message: {err}")
         try:
-            results = await mailer.send_batch(messages)
+            if self.batch_mailer is not None:
+                await self._hand_over_batch(self.batch_mailer, ready)
+            else:
+                await self._hand_over_each(ready)
         except ConfigurationError as err:
-            self.ledger.release([c.recipient.delivery_id for c in pending], now=now())
             self.fatal = err
             self._halt(str(err))
-            return
-        temporary = 0
-        for claimed, result in zip(pending, results, strict=True):
-            recipient = claimed.recipient
-            if isinstance(result, str):
-                self.consecutive_failures = 0
-                self.ledger.mark_sent(recipient.delivery_id, reply=result, now=now())
-                self.summary.sent += 1
-                self._report("sent", recipient, result)
-            elif isinstance(result, UnknownDeliveryError):
-                self._unknown(recipient, result, count=False)
-                temporary += 1
-            elif isinstance(result, TemporaryDeliveryError):
-                self._retry(claimed, result, count=False)
-                temporary += 1
-            else:
-                self.consecutive_failures = 0
-                self._fail(recipient, result.reply)
-        if temporary == len(pending):  # the whole request failed: one failure in a row
-            self._count_failure(results[-1])
 
-    def _unknown(self, recipient: Recipient, err: UnknownDeliveryError, count: bool = True) -> None:
-        self.ledger.mark_unknown(recipient.delivery_id, error=err.reply, now=self.clock.now())
-        self.summary.unknown += 1
-        self._report("unknown", recipient, err.reply)
-        if count:
-            self._count_failure(err)
+    async def _hand_over_each(self, ready: list[tuple[ClaimedDelivery, OutgoingMessage]]) -> None:
+        for position, (claimed, message) in enumerate(ready):
+            if self.stop.is_set():
+                self._release(ready[position:])
+                return
+            await self.pacer.acquire(message.recipient)
+            try:
+                result: Result = await self.mailer.send(message)
+            except DeliveryError as err:
+                result = err
+            except ConfigurationError:
+                self._release(ready[position:])
+                raise
+            self._settle(claimed, result)
+            self._count([result])
 
-    def _count_failure(self, err: str | DeliveryError) -> None:
-        self.consecutive_failures += 1
-        if self.consecutive_failures >= self.policy.max_consecutive_failures:
-            reply = err.reply if isinstance(err, DeliveryError) else err
-            self._halt(f"{self.consecutive_failures} temporary failures in a row; last: {reply}")
-
-    def _fail(self, recipient: Recipient, error: str) -> None:
-        self.ledger.mark_failed(recipient.delivery_id, error=error, now=self.clock.now())
-        self.summary.failed += 1
-        self.summary.failures.append((recipient.email, error))
-        self._report("failed", recipient, error)
-
-    def _retry(
-        self, claimed: ClaimedDelivery, err: TemporaryDeliveryError, count: bool = True
+    async def _hand_over_batch(
+        self, mailer: BatchMailer, ready: list[tuple[ClaimedDelivery, OutgoingMessage]]
     ) -> None:
-        recipient = claimed.recipient
+        if not ready:
+            return
+        if self.stop.is_set():
+            self._release(ready)
+            return
+        for _, message in ready:
+            await self.pacer.acquire(message.recipient)
+        try:
+            results: Sequence[Result] = await mailer.send_batch([m for _, m in ready])
+        except ConfigurationError:
+            self._release(ready)
+            raise
+        for (claimed, _), result in zip(ready, results, strict=True):
+            self._settle(claimed, result)
+        self._count(results)
+
+    def _release(self, items: Sequence[tuple[ClaimedDelivery, OutgoingMessage]]) -> None:
+        ids = [claimed.recipient.delivery_id for claimed, _ in items]
+        self.ledger.release(ids, now=self.clock.now())
+
+    # -- results --------------------------------------------------------------------------
+    def _settle(self, claimed: ClaimedDelivery, result: Result) -> None:
+        if isinstance(result, str):
+            self.pacer.accepted()
+            self._record(claimed, SENT, result)
+        elif isinstance(result, UnknownDeliveryError):
+            self._record(claimed, UNKNOWN, result.reply)
+        elif isinstance(result, TemporaryDeliveryError):
+            self._retry(claimed, result)
+        elif isinstance(result, PermanentDeliveryError):
+            self._record(claimed, FAILED, result.reply)
+        else:  # a DeliveryError of no known kind: treat it as temporary
+            self._retry(claimed, TemporaryDeliveryError(result.reply, code=result.code))
+
+    def _retry(self, claimed: ClaimedDelivery, err: TemporaryDeliveryError) -> None:
+        now = self.clock.now()
+        if is_throttling(err.code):
+            pause = self.pacer.throttled(err.retry_after)
+            self.summary.throttled += 1
+            self._record(
+                claimed, QUEUED, err.reply, now + timedelta(seconds=pause), spend_attempt=False
+            )
+            return
         attempts = claimed.attempts + 1
         if attempts >= self.policy.max_attempts:
-            self._fail(recipient, f"gave up after {attempts} attempts: {err.reply}")
+            self._record(claimed, FAILED, f"gave up after {attempts} attempts: {err.reply}")
         else:
-            now = self.clock.now()
-            self.ledger.mark_retry(
-                recipient.delivery_id,
-                error=err.reply,
-                next_attempt_at=now + self.policy.backoff(attempts, err.retry_after),
-                now=now,
-            )
+            due = now + self.policy.backoff(attempts, err.retry_after)
+            self._record(claimed, QUEUED, err.reply, due)
+
+    def _record(
+        self,
+        claimed: ClaimedDelivery,
+        status: str,
+        detail: str,
+        next_attempt_at: datetime | None = None,
+        *,
+        spend_attempt: bool = True,
+    ) -> None:
+        recipient = claimed.recipient
+        self.recorder.add(
+            Outcome(recipient.delivery_id, status, detail, next_attempt_at, spend_attempt)
+        )
+        if status == SENT:
+            self.summary.sent += 1
+        elif status == FAILED:
+            self.summary.failed += 1
+            self.summary.failures.append((recipient.email, detail))
+        elif status == SUPPRESSED:
+            self.summary.suppressed += 1
+        elif status == UNKNOWN:
+            self.summary.unknown += 1
+        elif status == QUEUED and spend_attempt:
             self.summary.retried += 1
-            self._report("retry", recipient, err.reply)
-        if count:
-            self._count_failure(err)
+        if self.on_result is not None:
+            shown = "retry" if status == QUEUED else status
+            self.on_result(shown, recipient, detail)
+
+    def _count(self, results: Sequence[Result]) -> None:
+        """Failures in a row, counted per hand-over: a whole failed request counts once."""
+        if any(isinstance(r, str | PermanentDeliveryError) for r in results):
+            self.consecutive_failures = 0
+            return
+        self.consecutive_failures += 1
+        if self.consecutive_failures >= self.policy.max_consecutive_failures:
+            last = results[-1]
+            reply = last.reply if isinstance(last, DeliveryError) else last
+            self._halt(f"{self.consecutive_failures} temporary failures in a row; last: {reply}")
 
 
 async def send_round(
@@ -337,7 +400,7 @@ async def send_round(
     Setting ``stop`` (or ``stop_check`` returning a reason) stops claiming at once: messages
     already handed over finish, the rest go back to the queue untouched. A
     ``ConfigurationError`` from the mailer is raised after the round has given back what it
-    claimed.
+    claimed and recorded every result it had.
     """
     run = _Round(
         campaign_id=campaign_id,
@@ -351,13 +414,9 @@ async def send_round(
         on_result=on_result,
         stop=stop or asyncio.Event(),
         stop_check=stop_check,
+        sleep=sleep,
     )
-    consumers = max(1, mailer.concurrency)
-    if isinstance(mailer, BatchMailer) and mailer.max_batch > 1:
-        work = [run.consume_batches(mailer) for _ in range(consumers)]
-    else:
-        work = [run.consume() for _ in range(consumers)]
-    await asyncio.gather(run.produce(consumers, sleep), *work)
+    await run.run()
     if run.fatal is not None:
         raise run.fatal
     if run.stop.is_set() and run.summary.stopped_reason is None:

@@ -6,17 +6,43 @@ so two senders never take the same delivery; every result is committed as it is 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, Text, Update, and_, bindparam, func, insert, or_, select, update
 
 from outreach.domain.delivery import DeliveryStatus, Recipient
-from outreach.ports import ClaimedDelivery, NewDelivery, OutboxCounts
+from outreach.ports import ClaimedDelivery, NewDelivery, OutboxCounts, Outcome
 from outreach.store.tables import contacts, deliveries, organisations, suppressions
 
 QUEUED = DeliveryStatus.QUEUED.value
 SENDING = DeliveryStatus.SENDING.value
+SENT = DeliveryStatus.SENT.value
+FAILED = DeliveryStatus.FAILED.value
+UNKNOWN = DeliveryStatus.UNKNOWN.value
+SUPPRESSED = DeliveryStatus.SUPPRESSED.value
+
+
+def _record_statement(status: str, *, spend_attempt: bool, now: datetime) -> Update:
+    """The UPDATE that records one kind of result, run with many rows at once
+    (parameters ``b_id``, ``b_detail``, ``b_next``)."""
+    detail = bindparam("b_detail", type_=Text)
+    values: dict[str, Any] = {"status": status, "updated_at": now}
+    values |= {"claimed_by": None, "lease_until": None}
+    if status != SUPPRESSED:
+        spent = deliveries.c.attempts + 1 if spend_attempt else deliveries.c.attempts
+        values["attempts"] = spent
+    if status == SENT:
+        values |= {"provider_message_id": func.substr(detail, 1, 255), "sent_at": now}
+    elif status == QUEUED:
+        values |= {"last_error": detail, "next_attempt_at": bindparam("b_next")}
+    elif status in (FAILED, UNKNOWN):
+        values["last_error"] = detail
+    elif status != SUPPRESSED:
+        raise ValueError(f"not a result a delivery can be recorded with: {status!r}")
+    return update(deliveries).where(deliveries.c.id == bindparam("b_id")).values(**values)
 
 
 class SqlDeliveryLedger:
@@ -133,70 +159,40 @@ class SqlDeliveryLedger:
             for row in rows
         ]
 
-    def _set(self, delivery_id: int, **values: object) -> None:
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(deliveries).where(deliveries.c.id == delivery_id).values(**values)
+    def record(self, outcomes: Sequence[Outcome], *, now: datetime) -> None:
+        """Record many results in one transaction (one ``executemany`` per kind of result)."""
+        groups: dict[tuple[str, bool], list[dict[str, object]]] = defaultdict(list)
+        for outcome in outcomes:
+            groups[(outcome.status, outcome.spend_attempt)].append(
+                {
+                    "b_id": outcome.delivery_id,
+                    "b_detail": outcome.detail,
+                    "b_next": outcome.next_attempt_at,
+                }
             )
+        with self.engine.begin() as connection:
+            for (status, spend), rows in groups.items():
+                statement = _record_statement(status, spend_attempt=spend, now=now)
+                connection.execute(statement, rows)
 
     def mark_sent(self, delivery_id: int, *, reply: str, now: datetime) -> None:
-        self._set(
-            delivery_id,
-            status=DeliveryStatus.SENT.value,
-            attempts=deliveries.c.attempts + 1,
-            provider_message_id=reply[:255],
-            sent_at=now,
-            updated_at=now,
-            claimed_by=None,
-            lease_until=None,
-        )
+        self.record([Outcome(delivery_id, SENT, reply)], now=now)
 
     def mark_retry(
         self, delivery_id: int, *, error: str, next_attempt_at: datetime, now: datetime
     ) -> None:
-        self._set(
-            delivery_id,
-            status=QUEUED,
-            attempts=deliveries.c.attempts + 1,
-            last_error=error,
-            next_attempt_at=next_attempt_at,
-            updated_at=now,
-            claimed_by=None,
-            lease_until=None,
-        )
+        self.record([Outcome(delivery_id, QUEUED, error, next_attempt_at)], now=now)
 
     def mark_failed(self, delivery_id: int, *, error: str, now: datetime) -> None:
-        self._set(
-            delivery_id,
-            status=DeliveryStatus.FAILED.value,
-            attempts=deliveries.c.attempts + 1,
-            last_error=error,
-            updated_at=now,
-            claimed_by=None,
-            lease_until=None,
-        )
+        self.record([Outcome(delivery_id, FAILED, error)], now=now)
 
     def mark_suppressed(self, delivery_id: int, *, now: datetime) -> None:
-        self._set(
-            delivery_id,
-            status=DeliveryStatus.SUPPRESSED.value,
-            updated_at=now,
-            claimed_by=None,
-            lease_until=None,
-        )
+        self.record([Outcome(delivery_id, SUPPRESSED)], now=now)
 
     def mark_unknown(self, delivery_id: int, *, error: str, now: datetime) -> None:
         """The request went out but its answer was lost: never re-sent; provider events
         settle it later (``store.events``)."""
-        self._set(
-            delivery_id,
-            status=DeliveryStatus.UNKNOWN.value,
-            attempts=deliveries.c.attempts + 1,
-            last_error=error,
-            updated_at=now,
-            claimed_by=None,
-            lease_until=None,
-        )
+        self.record([Outcome(delivery_id, UNKNOWN, error)], now=now)
 
     def release(self, delivery_ids: list[int], *, now: datetime) -> None:
         """Give claimed deliveries that were never handed over back to the queue."""
@@ -209,21 +205,46 @@ class SqlDeliveryLedger:
                 .values(status=QUEUED, claimed_by=None, lease_until=None, updated_at=now)
             )
 
-    def recover(self, *, campaign_id: str, as_unknown: bool, now: datetime) -> int:
-        """Deliveries left in ``sending`` by a process that died, whose lease has run out:
-        back to the queue, or ``unknown`` when a possible second copy is worse than none."""
+    def recover(
+        self,
+        *,
+        campaign_id: str,
+        as_unknown: bool,
+        now: datetime,
+        dead_workers: Collection[str] = (),
+    ) -> int:
+        """Deliveries left in ``sending`` by a process that died (its lease ran out, or it is
+        known dead): back to the queue, or ``unknown`` when a second copy is worse than none."""
         status = DeliveryStatus.UNKNOWN.value if as_unknown else QUEUED
+        gone = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
+        if dead_workers:
+            gone = or_(gone, deliveries.c.claimed_by.in_(list(dead_workers)))
         with self.engine.begin() as connection:
             result = connection.execute(
                 update(deliveries)
                 .where(
                     deliveries.c.campaign_id == campaign_id,
                     deliveries.c.status == SENDING,
-                    or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now),
+                    gone,
                 )
                 .values(status=status, claimed_by=None, lease_until=None, updated_at=now)
             )
         return result.rowcount or 0
+
+    def claimants(self, *, campaign_id: str) -> set[str]:
+        """Workers that hold deliveries of this campaign in ``sending``."""
+        with self.engine.connect() as connection:
+            return set(
+                connection.scalars(
+                    select(deliveries.c.claimed_by)
+                    .where(
+                        deliveries.c.campaign_id == campaign_id,
+                        deliveries.c.status == SENDING,
+                        deliveries.c.claimed_by.is_not(None),
+                    )
+                    .distinct()
+                )
+            )
 
     def counts(self, *, campaign_id: str, round: int, now: datetime) -> OutboxCounts:
         where = and_(deliveries.c.campaign_id == campaign_id, deliveries.c.round == round)
