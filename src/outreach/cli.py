@@ -14,8 +14,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from outreach import operations
 from outreach.bootstrap import Services
@@ -147,11 +156,19 @@ def preview(
         out.print(message.text, markup=False, highlight=False)
 
 
+class RateColumn(ProgressColumn):
+    """Messages per second, as Rich measures the bar's recent progress."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:,.0f} msg/s" if task.speed else "", style="cyan")
+
+
 def _progress() -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        RateColumn(),
         TextColumn("{task.fields[status]}"),
         TimeRemainingColumn(),
         console=err,
@@ -233,6 +250,10 @@ def _print_summary(svc: Services, campaign_id: str, outcome: operations.SendOutc
     table.add_row("failed", str(s.failed))
     table.add_row("suppressed", str(s.suppressed + outcome.enqueued.suppressed))
     table.add_row("retries", str(s.retried))
+    if s.throttled:
+        table.add_row("slowed down by the server (re-queued)", str(s.throttled))
+    if s.unknown:
+        table.add_row("unknown (answer lost; not re-sent)", str(s.unknown))
     if s.waiting:
         table.add_row("waiting to retry", f"{s.waiting} (next at {s.next_retry_at:%H:%M:%S} UTC)")
     out.print(table)

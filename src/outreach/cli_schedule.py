@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -85,7 +85,20 @@ def _counts_line(status: CampaignStatus) -> str:
     )
     if status.organisations:
         line += f", responded {status.responded} of {status.organisations} organisations"
+    if status.sent_last_minute:
+        line += f"; {status.sent_last_minute}/min over the last minute"
+    if status.eta is not None:
+        line += f", about {_duration(status.eta)} to go"
     return line
+
+
+def _duration(delta: timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    if seconds < 90:
+        return f"{seconds}s"
+    if seconds < 5400:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _print_list(statuses: list[CampaignStatus]) -> None:

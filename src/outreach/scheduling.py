@@ -36,6 +36,7 @@ from outreach.runs import (
 )
 from outreach.store.campaigns import campaign_state, list_campaigns, save_campaign
 from outreach.store.leases import Lease, current
+from outreach.store.reports import sent_since
 from outreach.store.schedules import (
     NewScheduledSend,
     ScheduledSend,
@@ -397,6 +398,15 @@ class CampaignStatus:
     rounds: list[RoundStatus]
     responded: int
     organisations: int
+    sent_last_minute: int = 0
+
+    @property
+    def eta(self) -> timedelta | None:
+        """At the last minute's pace, when the queued deliveries will have gone out."""
+        waiting = self.count("queued") + self.count("sending")
+        if not waiting or not self.sent_last_minute:
+            return None
+        return timedelta(minutes=waiting / self.sent_last_minute)
 
     @property
     def scheduled(self) -> bool:
@@ -438,6 +448,9 @@ def campaign_statuses(services: Services, campaign_id: str | None = None) -> lis
                 ],
                 responded=signatories(engine, campaign_id=cid).count,
                 organisations=audience_organisations(engine, cid),
+                sent_last_minute=sent_since(
+                    engine, cid, services.clock.now() - timedelta(minutes=1)
+                ),
             )
         )
     if campaign_id is not None and not found:

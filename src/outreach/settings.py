@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     retry_base_seconds: float = 30.0
     batch_size: int = 20
     send_concurrency: int = 8
+    metrics: bool = False  # serve /metrics for Prometheus
     # provider webhooks (/webhooks/{provider}); a provider whose secret is unset gets 403
     mailgun_webhook_signing_key: str | None = Field(default=None, repr=False)
     sendgrid_webhook_public_key: str | None = Field(default=None, repr=False)

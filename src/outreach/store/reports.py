@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 
 from sqlalchemy import Engine, func, select
 
@@ -45,3 +46,16 @@ def campaign_report(engine: Engine, campaign_id: str, *, round: int = 0) -> Camp
         by_region={k: dict(v) for k, v in sorted(by_region.items())},
         by_language={k: dict(v) for k, v in sorted(by_language.items())},
     )
+
+
+def sent_since(engine: Engine, campaign_id: str, since: datetime) -> int:
+    """Deliveries of a campaign accepted by the mail server since ``since`` (throughput)."""
+    with engine.connect() as connection:
+        return int(
+            connection.scalar(
+                select(func.count()).where(
+                    deliveries.c.campaign_id == campaign_id, deliveries.c.sent_at >= since
+                )
+            )
+            or 0
+        )

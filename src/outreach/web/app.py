@@ -7,8 +7,6 @@ at import time. Every response carries a Content-Security-Policy and the other s
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -17,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outreach.errors import TokenError
 from outreach.store.meta import get_or_create_secret
-from outreach.web import public
+from outreach.web import admin, mailbox, metrics, public, webhooks
 from outreach.web.deps import STATIC_DIR, FormGuard
 
 if TYPE_CHECKING:
@@ -35,7 +33,6 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"cross-origin-opener-policy", b"same-origin"),
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 )
-OPTIONAL_ROUTERS = ("outreach.web.admin", "outreach.web.mailbox", "outreach.web.webhooks")
 
 
 class SecurityHeaders:
@@ -69,9 +66,9 @@ def create_app(services: Services) -> FastAPI:
     app.state.campaign_cache = public.CampaignCache(services.engine)
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(TokenError, public.invalid_link_page)
-    app.include_router(public.router)
-    for name in OPTIONAL_ROUTERS:  # written separately; the app works without them
-        if importlib.util.find_spec(name) is not None:
-            app.include_router(importlib.import_module(name).router)
+    for module in (public, admin, mailbox, webhooks):
+        app.include_router(module.router)
+    if services.settings.metrics:
+        app.include_router(metrics.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
