@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -57,10 +58,21 @@ EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 
 
+def _settings() -> Settings:
+    """The settings, or a clear message naming each bad one (exit status 2)."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        for problem in error.errors():
+            name = "OUTREACH_" + "_".join(str(part) for part in problem["loc"]).upper()
+            err.print(f"[red]configuration error:[/red] {name}: {problem['msg']}", highlight=False)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+
+
 @contextmanager
 def services(**overrides: str | None) -> Iterator[Services]:
     """Services for one command; every error a user can cause becomes a clear message."""
-    settings = Settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = _settings().model_copy(update={k: v for k, v in overrides.items() if v is not None})
     svc = Services(settings=settings)
     try:
         yield svc
@@ -207,10 +219,18 @@ def send(
 
             outcome = asyncio.run(
                 operations.send_campaign(
-                    svc, campaign, source=file, on_result=on_result, on_queued=on_queued
+                    svc,
+                    campaign,
+                    source=file,
+                    on_result=on_result,
+                    on_queued=on_queued,
+                    interruptible=True,
                 )
             )
         _print_summary(svc, campaign.id, outcome)
+        if outcome.interrupted is not None:
+            err.print("interrupted; run the same command again to continue", highlight=False)
+            raise typer.Exit(128 + outcome.interrupted)
         if outcome.summary.stopped_reason:
             raise typer.Exit(EXIT_FAILED)
 

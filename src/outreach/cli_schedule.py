@@ -20,7 +20,7 @@ from rich.console import Console
 
 from outreach.bootstrap import Services
 from outreach.pipeline.schedule import duration_text
-from outreach.scheduler import SchedulerHandle, job_book, run_worker
+from outreach.scheduler import HEARTBEAT_SECONDS, LEASE_SECONDS, job_book
 from outreach.scheduling import (
     CampaignStatus,
     ScheduleResult,
@@ -32,6 +32,7 @@ from outreach.scheduling import (
     scheduler_lease,
 )
 from outreach.store.schedules import SendState
+from outreach.workers import run_worker
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -204,19 +205,28 @@ def register(app: typer.Typer) -> None:
                 )
 
     @app.command()
-    def worker() -> None:
-        """Run the scheduler alone, without the web app, until Ctrl+C or SIGTERM."""
+    def worker(
+        heartbeat: Annotated[
+            float,
+            typer.Option(
+                help="seconds between renewals of the scheduler lease (and, while another "
+                "process schedules, between tries to take it over)"
+            ),
+        ] = HEARTBEAT_SECONDS,
+        lease: Annotated[
+            float,
+            typer.Option(help="seconds the scheduler lease lasts when its holder stops renewing"),
+        ] = LEASE_SECONDS,
+    ) -> None:
+        """Send every campaign that is sending and, unless another process does, schedule;
+        until Ctrl+C or SIGTERM. Run one on each machine: they share the sending."""
         _configure_logging()
 
-        def started(handle: SchedulerHandle) -> None:
-            console.print(f"scheduler running ({handle.holder}); Ctrl+C stops it", highlight=False)
+        def say(line: str) -> None:
+            console.print(line, highlight=False, markup=False, soft_wrap=True)
 
         with context() as svc:
-            failure = run_worker(svc, on_start=started)
-        if failure:
-            console.print(f"[red]scheduler stopped:[/red] {failure}", highlight=False)
-            raise typer.Exit(EXIT_FAILED)
-        console.print("scheduler stopped")
+            run_worker(svc, say=say, heartbeat=heartbeat, lease=lease)
 
     @app.command()
     def status(

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from outreach.bootstrap import Services
 from outreach.errors import ConfigurationError
@@ -85,11 +86,17 @@ def send_group(campaign_id: str, round: int, timezone: str) -> None:
 def drain(campaign_id: str) -> None:
     """Send what is queued for a scheduled campaign that is sending (after a resume, a restart
     or a wait for retries), then settle its state."""
-    services = _installed()
+    deliver(_installed(), campaign_id, should_stop=stopping)
+
+
+def deliver(services: Services, campaign_id: str, *, should_stop: Callable[[], bool]) -> bool:
+    """Send what is queued for a campaign that is sending, unless a job of this process is
+    sending it already (then False). ``outreach worker`` calls it whether it schedules or not."""
     lock = _lock(campaign_id)
     if not lock.acquire(blocking=False):
-        return
+        return False
     try:
-        send_waiting(services, campaign_id, should_stop=stopping)
+        send_waiting(services, campaign_id, should_stop=should_stop)
     finally:
         lock.release()
+    return True

@@ -7,7 +7,10 @@ The entry points stay thin: they parse arguments and present results; the steps 
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -22,6 +25,7 @@ from outreach.pipeline.delivery import OnResult, SendSummary, send_round
 from outreach.pipeline.outbox import EnqueueSummary, PlannedRecipient, enqueue, plan
 from outreach.pipeline.personalise import message_factory
 from outreach.ports import OutgoingMessage
+from outreach.recovery import recover_claims
 from outreach.store.campaigns import campaign_state, save_campaign, set_campaign_state
 from outreach.store.contacts import ImportCounts, iter_contacts, upsert_contacts
 from outreach.store.reports import campaign_report
@@ -65,6 +69,8 @@ class SendOutcome:
     enqueued: EnqueueSummary
     recovered: int
     summary: SendSummary
+    # the signal (SIGINT, SIGTERM) that stopped the run, when one did
+    interrupted: signal.Signals | None = None
 
 
 def queue_campaign(
@@ -84,13 +90,70 @@ async def send_campaign(
     on_result: OnResult | None = None,
     on_queued: Callable[[int], None] | None = None,
     stop: asyncio.Event | None = None,
+    interruptible: bool = False,
 ) -> SendOutcome:
-    """Queue the audience (only those not queued before), then send what is queued."""
+    """Queue the audience (only those not queued before), then send what is queued.
+
+    Deliveries a killed run left ``sending`` are recovered first (at once when that run was on
+    this machine). With ``interruptible``, SIGINT and SIGTERM stop the run cleanly: nothing
+    more is claimed, the messages in hand finish, the rest go back to the queue, every result
+    is recorded, and the campaign is paused until the same command runs again.
+    """
+    stop = stop or asyncio.Event()
+    with _stopped_by_signals(stop, enabled=interruptible) as received:
+        outcome = await _send_campaign(
+            services,
+            campaign,
+            source=source,
+            mailer_dsn=mailer_dsn,
+            on_result=on_result,
+            on_queued=on_queued,
+            stop=stop,
+            received=received,
+        )
+    return outcome
+
+
+@contextmanager
+def _stopped_by_signals(stop: asyncio.Event, *, enabled: bool) -> Iterator[list[signal.Signals]]:
+    """While inside, SIGINT and SIGTERM set ``stop`` and are noted in the list yielded (only
+    in the main thread, where signal handlers can be installed)."""
+    received: list[signal.Signals] = []
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        received.append(signum)
+        stop.set()
+
+    watched = (signal.SIGINT, signal.SIGTERM)
+    for signum in watched:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        yield received
+    finally:
+        for signum in watched:
+            loop.remove_signal_handler(signum)
+
+
+async def _send_campaign(
+    services: Services,
+    campaign: Campaign,
+    *,
+    source: Path | None,
+    mailer_dsn: str | None,
+    on_result: OnResult | None,
+    on_queued: Callable[[int], None] | None,
+    stop: asyncio.Event,
+    received: list[signal.Signals],
+) -> SendOutcome:
     mailer = services.mailer(mailer_dsn)
     compiled = services.compile(campaign)
     enqueued = queue_campaign(services, campaign, source=source)
     ledger = services.ledger
-    recovered = ledger.recover(campaign_id=campaign.id, as_unknown=False, now=services.clock.now())
+    recovered = recover_claims(services, campaign.id)
     if on_queued is not None:
         counts = ledger.counts(campaign_id=campaign.id, round=0, now=services.clock.now())
         on_queued(counts.queued)
@@ -135,6 +198,16 @@ async def send_campaign(
     counts = ledger.counts(campaign_id=campaign.id, round=0, now=services.clock.now())
     if held() is not None:
         return SendOutcome(enqueued=enqueued, recovered=recovered, summary=summary)
+    if received and (counts.queued or counts.get("sending")):
+        summary.stopped_reason = f"interrupted by {received[0].name}"
+        why = f"{summary.stopped_reason}; `outreach send` with the same file continues it"
+        now = services.clock.now()
+        set_campaign_state(services.engine, campaign.id, CampaignState.PAUSED, now=now, reason=why)
+        return SendOutcome(
+            enqueued=enqueued, recovered=recovered, summary=summary, interrupted=received[0]
+        )
+    if received:  # the signal came after the last message: nothing was interrupted
+        summary.stopped_reason = None
     if summary.stopped_reason:
         state, reason = CampaignState.PAUSED, summary.stopped_reason
     elif counts.queued or counts.get("sending"):

@@ -13,7 +13,9 @@
    the campaign is sent, unless the campaign is paused (resume sends them).
 
 ``send_waiting`` sends what is queued for a scheduled campaign in state ``sending`` (after a
-resume, a restart or a wait for retries); the heartbeat calls it through ``jobs.drain``.
+resume, a restart or a wait for retries); the heartbeat calls it through ``jobs.drain``, and
+every ``outreach worker`` through ``jobs.deliver``, also for a campaign that ``outreach send``
+left queued (a worker finishes it).
 
 Sending checks the campaign's state before every batch and watches it while sending: a pause
 or a cancellation stops at once (messages already handed to the server finish, nothing else
@@ -41,6 +43,7 @@ from outreach.pipeline.personalise import message_factory
 from outreach.pipeline.render import compile_campaign
 from outreach.pipeline.schedule import due_instant, duration_text, group_key
 from outreach.ports import NewDelivery
+from outreach.recovery import recover_claims
 from outreach.store.campaigns import campaign_state
 from outreach.store.contacts import iter_contacts
 from outreach.store.schedules import (
@@ -276,19 +279,20 @@ def send_waiting(
     should_stop: ShouldStop = _never,
     campaign: Campaign | None = None,
 ) -> list[SendSummary]:
-    """Send every queued delivery of the campaign's scheduled rounds, unless it is paused or
-    cancelled; then settle its state. Returns one summary per round sent."""
+    """Send every queued delivery of the campaign (its scheduled rounds, or what ``outreach
+    send`` left queued), unless it is paused or cancelled; then settle its state. Returns one
+    summary per round sent. Deliveries a dead sender left ``sending`` are recovered first."""
     engine = services.engine
     campaign = campaign or load_definition(engine, campaign_id)
     if campaign is None:
         return []
     summaries: list[SendSummary] = []
     scheduled = {send.round for send in scheduled_sends_of(engine, campaign_id)}
-    for round in sorted(scheduled):
+    for round in sorted(scheduled | set(round_counts(engine, campaign_id))):
         if should_stop():
             break
         now = services.clock.now()
-        services.ledger.recover(campaign_id=campaign_id, as_unknown=False, now=now)
+        recover_claims(services, campaign_id)
         counts = services.ledger.counts(campaign_id=campaign_id, round=round, now=now)
         due = counts.queued and (counts.next_retry_at is None or counts.next_retry_at <= now)
         if not due and not counts.get("sending"):
@@ -440,7 +444,13 @@ def settle(services: Services, campaign: Campaign) -> CampaignState | None:
     the summary of every round that has just completed."""
     engine = services.engine
     sends = scheduled_sends_of(engine, campaign.id)
-    if not sends:
+    if not sends:  # sent with `outreach send` (and continued by a worker): done when drained
+        left = round_counts(engine, campaign.id).values()
+        if left and not any(c.get("queued", 0) + c.get("sending", 0) for c in left):
+            now = services.clock.now()
+            change_state(
+                engine, campaign.id, CampaignState.SENT, now=now, only_from=[CampaignState.SENDING]
+            )
         return None
     counts = round_counts(engine, campaign.id)
     state, reason = settled_state(sends, counts)

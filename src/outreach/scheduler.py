@@ -5,7 +5,8 @@ A ``BackgroundScheduler`` keeps the jobs of scheduled sends in APScheduler's
 survive restarts. The job store cannot be shared, so the scheduler first takes the database's
 scheduler lease (``store.leases``): a second scheduler on the same database refuses to start
 and says which process holds it. ``outreach serve`` runs the scheduler beside the web app
-(``start_scheduler``), ``outreach worker`` alone (``run_worker``).
+(``start_scheduler``), ``outreach worker`` beside its delivery loop when it can take the lease
+(``workers.run_worker``; ``run_worker`` here schedules alone, without delivering).
 
 Every job runs however late it is (``misfire_grace_time=None``), once (``coalesce``): the job
 itself decides whether it is too late (``runs.run_due_group`` and the campaign's
@@ -35,6 +36,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers import SchedulerNotRunningError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
@@ -146,15 +148,19 @@ class SchedulerHandle:
         """The heartbeat: renew the lease; start sending what is waiting; book a job again
         for any group long overdue without one."""
         services = self.services
+        if not self.running:  # a beat queued before the lease was lost, or the stop
+            return
         now = services.clock.now()
         if not renew(services.engine, holder=self.holder, now=now, ttl=self.lease):
-            self.failed = (
+            failed = (
                 "the scheduler lease was taken over by another process (this one did not renew "
                 "it in time); this scheduler stopped scheduling"
             )
-            log.error(self.failed)
+            log.error(failed)
             jobs.stop_sending()
-            self.scheduler.pause()
+            with suppress(SchedulerNotRunningError):  # shut down meanwhile
+                self.scheduler.pause()
+            self.failed = failed
             return
         for campaign_id in campaigns_to_drain(services.engine, now=now):
             if not jobs.busy(campaign_id):

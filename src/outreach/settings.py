@@ -6,7 +6,7 @@ Only ``bootstrap`` and the entry points read settings; everything inward receive
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     postmark_webhook_user: str | None = Field(default=None, repr=False)
     postmark_webhook_password: str | None = Field(default=None, repr=False)
     brevo_webhook_token: str | None = Field(default=None, repr=False)
+    # deliveries a killed sender left `sending`: "queue" sends them again (a message it had
+    # handed over but not recorded may go out twice), "unknown" never re-sends them
+    recover_as: Literal["queue", "unknown"] = "queue"
 
     @field_validator("admin_emails", mode="before")
     @classmethod

@@ -27,9 +27,10 @@ from typer.testing import CliRunner
 from outreach.bootstrap import Services, SystemClock
 from outreach.cli import app
 from outreach.domain.delivery import CampaignState
+from outreach.operations import queue_campaign
 from outreach.scheduler import SchedulerHandle, start_scheduler
 from outreach.settings import Settings
-from outreach.store.campaigns import campaign_state
+from outreach.store.campaigns import campaign_state, set_campaign_state
 from outreach.store.leases import LeaseHeld, acquire, current, release, renew
 from outreach.store.tables import contacts, deliveries, organisations, scheduler_leases
 from outreach.store.tracking import delivery_context, record_response
@@ -294,7 +295,7 @@ def test_stopped_and_started_again_the_campaign_goes_out_exactly_once(
     assert len(sent) == AUDIENCE == len(set(sent))
 
 
-def test_a_second_scheduler_on_the_same_database_refuses(
+def test_a_second_worker_refuses_to_schedule_names_the_holder_and_still_delivers(
     env: dict[str, str],
     settings: Settings,
     server: SmtpServer,
@@ -302,41 +303,73 @@ def test_a_second_scheduler_on_the_same_database_refuses(
     schedulers: Callable[[Services], SchedulerHandle],
 ) -> None:
     """``outreach worker`` as its own process schedules; a second worker, and a scheduler in
-    this process, refuse and name it; the worker picks up a campaign scheduled after it
-    started, and stops cleanly on SIGTERM."""
+    this process, refuse to schedule and name it, but the second worker still delivers; the
+    first picks up a campaign scheduled after it started; both stop cleanly on SIGTERM."""
     imported(env)
-    worker = subprocess.Popen(
-        [sys.executable, "-c", "from outreach.cli import main; main()", "worker"],
-        env={**os.environ, **env},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+
+    def worker(log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as sink:
+            return subprocess.Popen(
+                [sys.executable, "-c", "from outreach.cli import main; main()", "worker"],
+                env={**os.environ, **env},
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+
+    def said(log: Path) -> str:
+        return " ".join(log.read_text(encoding="utf-8").split())  # the console may wrap lines
+
+    first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+    first = worker(first_log)
+    second: subprocess.Popen[bytes] | None = None
+    probe = Services(settings=settings)
     try:
-        probe = Services(settings=settings)
         wait_until(lambda: current(probe.engine) is not None, timeout=30)
-        code, _, stderr = run(env, "worker")
-        refusal = " ".join(stderr.split())  # the console may wrap the message
-        assert code == 2
-        assert "another scheduler is already running" in refusal
-        assert f"pid {worker.pid} on" in refusal
+        second = worker(second_log)
+        holder = f"pid {first.pid} on"
+        wait_until(lambda: f"not scheduling here: {holder}" in said(second_log), timeout=30)
+        assert "this worker only delivers" in said(second_log)
         with pytest.raises(LeaseHeld) as refused:
             schedulers(Services(settings=settings))
-        assert f"pid {worker.pid} on" in str(refused.value)
+        assert holder in str(refused.value)
         due = soon(1)
         scheduled(env, campaign_file(tmp_path, at=due))  # booked from this process
         wait_until(lambda: len(to_members(server)) >= AUDIENCE, timeout=20)
-        worker.send_signal(signal.SIGTERM)
-        _, errors = worker.communicate(timeout=20)
-        assert worker.returncode == 0, errors
-        assert "scheduler stopped" in errors and "Traceback" not in errors
+
+        # the scheduling worker frozen, the second one alone sends another campaign
+        first.send_signal(signal.SIGSTOP)
+        other = campaign_file(tmp_path, at=soon(60))
+        other.write_text(
+            other.read_text(encoding="utf-8").replace(f"id: {CAMPAIGN_ID}", "id: second-send"),
+            encoding="utf-8",
+        )
+        campaign = probe.load_campaign(other)
+        queue_campaign(probe, campaign, source=other)
+        set_campaign_state(
+            probe.engine, "second-send", CampaignState.SENDING, now=probe.clock.now()
+        )
+        wait_until(lambda: len(to_members(server)) >= 2 * AUDIENCE, timeout=20)
+        first.send_signal(signal.SIGCONT)
+
+        for process in (first, second):
+            process.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=20) == 0, said(first_log)
+        assert second.wait(timeout=20) == 0, said(second_log)
+        assert "scheduler stopped" in said(first_log) and "Traceback" not in said(first_log)
+        assert "worker stopped" in said(second_log) and "Traceback" not in said(second_log)
         assert current(probe.engine) is None  # the lease was given back
-        probe.close()
     finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
-    assert sorted(recipients(to_members(server))) == sorted(set(recipients(to_members(server))))
+        probe.close()
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+                process.kill()
+                process.wait()
+    members = to_members(server)
+    campaigns = Counter(parse(m.data)["X-Outreach-Campaign"] for m in members)
+    assert campaigns == {CAMPAIGN_ID: AUDIENCE, "second-send": AUDIENCE}
+    sent = [(parse(m.data)["X-Outreach-Campaign"], r) for m in members for r in m.rcpt_tos]
+    assert len(sent) == len(set(sent))  # nobody twice
 
 
 def test_too_late_it_is_not_sent_and_the_campaign_is_missed(

@@ -253,36 +253,43 @@ class _Round:
 
     # -- one chunk ------------------------------------------------------------------------
     async def _send_chunk(self, chunk: list[ClaimedDelivery]) -> None:
-        ready: list[tuple[ClaimedDelivery, OutgoingMessage]] = []
-        for claimed in chunk:
-            if claimed.suppressed:
-                self._record(claimed, SUPPRESSED, "on the suppression list")
-                continue
-            try:
-                ready.append((claimed, self.build(claimed.recipient)))
-            except OutreachError as err:
-                self._record(claimed, FAILED, f"could not build the message: {err}")
         try:
             if self.batch_mailer is not None:
+                ready = [(c, m) for c in chunk if (m := self._prepare(c)) is not None]
                 await self._hand_over_batch(self.batch_mailer, ready)
             else:
-                await self._hand_over_each(ready)
+                await self._hand_over_each(chunk)
         except ConfigurationError as err:
             self.fatal = err
             self._halt(str(err))
 
-    async def _hand_over_each(self, ready: list[tuple[ClaimedDelivery, OutgoingMessage]]) -> None:
-        for position, (claimed, message) in enumerate(ready):
+    def _prepare(self, claimed: ClaimedDelivery) -> OutgoingMessage | None:
+        """The message for one claimed delivery, or None when it is settled without one."""
+        if claimed.suppressed:
+            self._record(claimed, SUPPRESSED, "on the suppression list")
+            return None
+        try:
+            return self.build(claimed.recipient)
+        except OutreachError as err:
+            self._record(claimed, FAILED, f"could not build the message: {err}")
+            return None
+
+    async def _hand_over_each(self, chunk: list[ClaimedDelivery]) -> None:
+        """One message at a time, each built just before it goes (memory stays flat)."""
+        for position, claimed in enumerate(chunk):
             if self.stop.is_set():
-                self._release(ready[position:])
+                self._release(chunk[position:])
                 return
+            message = self._prepare(claimed)
+            if message is None:
+                continue
             await self.pacer.acquire(message.recipient)
             try:
                 result: Result = await self.mailer.send(message)
             except DeliveryError as err:
                 result = err
             except ConfigurationError:
-                self._release(ready[position:])
+                self._release(chunk[position:])
                 raise
             self._settle(claimed, result)
             self._count([result])
@@ -293,21 +300,21 @@ class _Round:
         if not ready:
             return
         if self.stop.is_set():
-            self._release(ready)
+            self._release([claimed for claimed, _ in ready])
             return
         for _, message in ready:
             await self.pacer.acquire(message.recipient)
         try:
             results: Sequence[Result] = await mailer.send_batch([m for _, m in ready])
         except ConfigurationError:
-            self._release(ready)
+            self._release([claimed for claimed, _ in ready])
             raise
         for (claimed, _), result in zip(ready, results, strict=True):
             self._settle(claimed, result)
         self._count(results)
 
-    def _release(self, items: Sequence[tuple[ClaimedDelivery, OutgoingMessage]]) -> None:
-        ids = [claimed.recipient.delivery_id for claimed, _ in items]
+    def _release(self, claimed: Sequence[ClaimedDelivery]) -> None:
+        ids = [item.recipient.delivery_id for item in claimed]
         self.ledger.release(ids, now=self.clock.now())
 
     # -- results --------------------------------------------------------------------------

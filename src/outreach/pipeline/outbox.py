@@ -62,18 +62,18 @@ def enqueue(
     now: datetime,
     round: int = 0,
 ) -> EnqueueSummary:
-    audience = suppressed = excluded = 0
-    rows: list[NewDelivery] = []
-    for item in planned:
-        if item.excluded is not None:
-            excluded += 1
-            continue
-        audience += 1
-        suppressed += item.suppressed
-        rows.append(
-            NewDelivery(
+    tally = {"audience": 0, "suppressed": 0, "excluded": 0}
+
+    def rows() -> Iterator[NewDelivery]:  # streamed: never the whole audience in memory
+        for item in planned:
+            if item.excluded is not None:
+                tally["excluded"] += 1
+                continue
+            tally["audience"] += 1
+            tally["suppressed"] += item.suppressed
+            yield NewDelivery(
                 contact_id=item.contact_id, language=item.language, suppressed=item.suppressed
             )
-        )
-    added = ledger.enqueue(campaign_id=campaign.id, round=round, rows=rows, now=now)
-    return EnqueueSummary(audience=audience, added=added, suppressed=suppressed, excluded=excluded)
+
+    added = ledger.enqueue(campaign_id=campaign.id, round=round, rows=rows(), now=now)
+    return EnqueueSummary(added=added, **tally)

@@ -7,8 +7,9 @@ so two senders never take the same delivery; every result is committed as it is 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
+from itertools import islice
 from typing import Any
 
 from sqlalchemy import Engine, Text, Update, and_, bindparam, func, insert, or_, select, update
@@ -45,6 +46,12 @@ def _record_statement(status: str, *, spend_attempt: bool, now: datetime) -> Upd
     return update(deliveries).where(deliveries.c.id == bindparam("b_id")).values(**values)
 
 
+def batched(items: Iterable[NewDelivery], size: int) -> Iterator[list[NewDelivery]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
 class SqlDeliveryLedger:
     """``DeliveryLedger`` on SQLAlchemy Core; works on SQLite and PostgreSQL."""
 
@@ -64,23 +71,26 @@ class SqlDeliveryLedger:
                     )
                 )
             )
-            batch = [
-                {
-                    "campaign_id": campaign_id,
-                    "contact_id": row.contact_id,
-                    "round": round,
-                    "language": row.language,
-                    "status": DeliveryStatus.SUPPRESSED.value if row.suppressed else QUEUED,
-                    "attempts": 0,
-                    "queued_at": now,
-                    "updated_at": now,
-                }
-                for row in rows
-                if row.contact_id not in existing
-            ]
-            for start in range(0, len(batch), 5000):
-                connection.execute(insert(deliveries), batch[start : start + 5000])
-        return len(batch)
+            added = 0
+            for chunk in batched((row for row in rows if row.contact_id not in existing), 5000):
+                connection.execute(
+                    insert(deliveries),
+                    [
+                        {
+                            "campaign_id": campaign_id,
+                            "contact_id": row.contact_id,
+                            "round": round,
+                            "language": row.language,
+                            "status": SUPPRESSED if row.suppressed else QUEUED,
+                            "attempts": 0,
+                            "queued_at": now,
+                            "updated_at": now,
+                        }
+                        for row in chunk
+                    ],
+                )
+                added += len(chunk)
+        return added
 
     # -- the send loop's side -----------------------------------------------------------
     def claim(
