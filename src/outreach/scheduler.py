@@ -6,7 +6,7 @@ survive restarts. The job store cannot be shared, so the scheduler first takes t
 scheduler lease (``store.leases``): a second scheduler on the same database refuses to start
 and says which process holds it. ``outreach serve`` runs the scheduler beside the web app
 (``start_scheduler``), ``outreach worker`` beside its delivery loop when it can take the lease
-(``workers.run_worker``; ``run_worker`` here schedules alone, without delivering).
+(``workers.run_worker``).
 
 Every job runs however late it is (``misfire_grace_time=None``), once (``coalesce``): the job
 itself decides whether it is too late (``runs.run_due_group`` and the campaign's
@@ -24,13 +24,11 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime, timedelta
-from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.base import JobLookupError
@@ -251,38 +249,3 @@ def start_scheduler(
         _running[services.settings.database_url] = handle
     log.info("scheduler started (%s); %d group(s) pending", holder, pending)
     return handle
-
-
-def run_worker(
-    services: Services,
-    *,
-    heartbeat: float = HEARTBEAT_SECONDS,
-    lease: float = LEASE_SECONDS,
-    on_start: Callable[[SchedulerHandle], None] | None = None,
-    stop: threading.Event | None = None,
-) -> str | None:
-    """Schedule in this process until SIGINT or SIGTERM (or ``stop`` is set).
-
-    Returns None after a requested stop, or why the scheduler stopped on its own.
-    """
-    stop = stop or threading.Event()
-    handle = start_scheduler(services, heartbeat=heartbeat, lease=lease)
-    previous: dict[signal.Signals, Callable[[int, FrameType | None], object] | int | None] = {}
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, request_stop)
-    try:
-        if on_start is not None:
-            on_start(handle)
-        while not stop.wait(0.2):
-            if handle.failed:
-                break
-    finally:
-        handle.shutdown()
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-    return handle.failed
