@@ -340,12 +340,24 @@ def resume_campaign(services: Services, campaign_id: str) -> StateChange:
     if state is not CampaignState.PAUSED:
         raise SchedulingError(f"{campaign_id} is {state.value}, not paused; nothing to resume")
     sends = scheduled_sends_of(engine, campaign_id)
-    if not sends:
-        raise SchedulingError(
-            f"{campaign_id} was not scheduled; `outreach send FILE` continues it from where it "
-            "stopped"
-        )
     counts = round_counts(engine, campaign_id)
+    if not sends:  # started with `outreach send`: the workers (or that command) continue it
+        if not change_state(
+            engine,
+            campaign_id,
+            CampaignState.SENDING,
+            now=services.clock.now(),
+            only_from=[CampaignState.PAUSED],
+        ):
+            raise SchedulingError(f"{campaign_id} changed state meanwhile; try again")
+        queued = sum(c.get("queued", 0) for c in counts.values())
+        return StateChange(
+            campaign_id,
+            CampaignState.PAUSED,
+            CampaignState.SENDING,
+            f"{campaign_id} resumed: {queued} queued message(s) go out with the next worker "
+            f"pass (`outreach worker` or `outreach serve`), or run `outreach send FILE`",
+        )
     settled, reason = settled_state(sends, counts)
     started = any(s.round == 0 and s.state in (SendState.DONE, SendState.MISSED) for s in sends)
     # a started campaign goes back to sending: the scheduler sends what is queued, then

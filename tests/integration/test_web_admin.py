@@ -606,3 +606,45 @@ def test_the_report_renders_in_reasonable_time_with_many_events(
     platform = next(c for c in report.clicks if c.cta_id == "platform")
     assert (platform.human, platform.suspected_scanner) == (2 + 13_333, 1 + 6_667)
     assert json.dumps(response_summary(services.engine, CAMPAIGN))  # JSON-ready
+
+
+# -- pause and resume ------------------------------------------------------------------------
+def test_pause_and_resume_buttons_change_the_campaign_state(
+    client: TestClient, services: Services
+) -> None:
+    from outreach.domain.delivery import CampaignState
+    from outreach.store.campaigns import campaign_state, set_campaign_state
+
+    set_campaign_state(services.engine, CAMPAIGN, CampaignState.SENDING, now=SENT_AT)
+    log_in(client)
+    page = client.get(f"/admin/campaigns/{CAMPAIGN}")
+    assert 'id="pause"' in page.text and 'id="resume"' not in page.text
+    refused = client.post(f"/admin/campaigns/{CAMPAIGN}/pause", data={})
+    assert refused.status_code == 403  # no CSRF token: nothing changes
+    assert campaign_state(services.engine, CAMPAIGN) == (CampaignState.SENDING, None)
+
+    paused = client.post(
+        f"/admin/campaigns/{CAMPAIGN}/pause", data={"csrf_token": csrf_of(page.text)}
+    )
+    assert paused.status_code == 303
+    assert campaign_state(services.engine, CAMPAIGN)[0] is CampaignState.PAUSED  # type: ignore[index]
+    page = client.get(paused.headers["location"])
+    assert "paused" in section_text(page.text, "notice") and 'id="resume"' in page.text
+
+    resumed = client.post(
+        f"/admin/campaigns/{CAMPAIGN}/resume", data={"csrf_token": csrf_of(page.text)}
+    )
+    assert resumed.status_code == 303
+    assert campaign_state(services.engine, CAMPAIGN)[0] is not CampaignState.PAUSED  # type: ignore[index]
+    assert (
+        client.post(
+            f"/admin/campaigns/{CAMPAIGN}/delete", data={"csrf_token": csrf_of(page.text)}
+        ).status_code
+        == 404
+    )
+
+
+def section_text(html: str, element_id: str) -> str:
+    match = re.search(rf'id="{element_id}">(.*?)<', html, re.S)
+    assert match, f"no #{element_id}"
+    return match.group(1)

@@ -18,12 +18,14 @@ import secrets
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from outreach.bootstrap import Services
+from outreach.domain.delivery import CampaignState
+from outreach.scheduling import SchedulingError, pause_campaign, resume_campaign
 from outreach.store.reports import campaign_report
 from outreach.store.responses import (
     DELIVERY_COLUMNS,
@@ -104,6 +106,9 @@ def _safe_next(value: str | None) -> str:
     if value and allowed and "//" not in value and ".." not in value:
         return value
     return "/admin"
+
+
+PAUSABLE = {CampaignState.SCHEDULED.value, CampaignState.SENDING.value}
 
 
 # -- login ---------------------------------------------------------------------------------
@@ -200,7 +205,9 @@ def _region_chart(report: ResponsesReport) -> Any:
 
 
 @router.get("/campaigns/{campaign_id}")
-def campaign_page(request: Request, services: ServicesDep, campaign_id: str) -> Response:
+def campaign_page(
+    request: Request, services: ServicesDep, campaign_id: str, notice: str = ""
+) -> Response:
     session = current_admin(request, services)
     if session is None:
         return _to_login(request)
@@ -213,8 +220,30 @@ def campaign_page(request: Request, services: ServicesDep, campaign_id: str) -> 
         "responses": responses,
         "timeline_chart": _timeline_chart(responses),
         "region_chart": _region_chart(responses),
+        "notice": notice[:300],
+        "can_pause": report.state in PAUSABLE,
+        "can_resume": report.state == CampaignState.PAUSED.value,
     }
     return _page(request, "admin/report.html", context, session=session)
+
+
+@router.post("/campaigns/{campaign_id}/{action}")
+def change_campaign(
+    request: Request, services: ServicesDep, campaign_id: str, action: str
+) -> Response:
+    """The Pause and Resume buttons of the campaign page (CSRF-checked like every admin POST)."""
+    session = current_admin(request, services)
+    if session is None:
+        return _to_login(request)
+    change = {"pause": pause_campaign, "resume": resume_campaign}.get(action)
+    if change is None or campaign_report(services.engine, campaign_id) is None:
+        return _not_found(request, session, campaign_id)
+    try:
+        message = change(services, campaign_id).message
+    except SchedulingError as err:
+        message = str(err)
+    target = f"/admin/campaigns/{quote(campaign_id)}?{urlencode({'notice': message})}"
+    return RedirectResponse(target, status_code=303)
 
 
 @router.get("/campaigns/{campaign_id}/export/{filename}")
