@@ -1,15 +1,17 @@
 """What members did with a message: clicks, opens, signatures and unsubscribes.
 
-Owns the writes of the public web pages (events, responses, suppressions made by a member) and
-the reads those pages need: who a link belongs to, whether the organisation has already
-signed, the public list of signatories. A response belongs to the organisation: the
-``responses`` table allows one per campaign, organisation and call to action, and a second
-signer gets the first signature back instead of an error.
+Owns the writes of the public web pages (events, responses, suppressions made by a member; the
+clicks of many requests at once, in one transaction, with ``record_clicks``) and the reads those
+pages need: who a link belongs to, whether the organisation has already signed, the public list
+of signatories. A response belongs to the organisation: the ``responses`` table allows one per
+campaign, organisation and call to action, and a second signer gets the first signature back
+instead of an error.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -200,6 +202,49 @@ def record_click(
             connection.execute(insert(events).values(values))
     except IntegrityError as err:
         raise StoreError(f"delivery {delivery_id} does not exist") from err
+
+
+@dataclass(frozen=True, slots=True)
+class ClickRecord:
+    """One click (or open) to store: what ``record_clicks`` writes as an event row."""
+
+    campaign_id: str
+    delivery_id: int
+    cta_id: str | None
+    user_agent: str | None
+    suspected_bot: bool
+    occurred_at: datetime
+    kind: EventKind = EventKind.CLICKED
+
+
+def record_clicks(engine: Engine, *, clicks: Sequence[ClickRecord]) -> list[bool]:
+    """Many clicks as one committed transaction: one multi-row insert, one commit.
+
+    Returns, per click, whether it was recorded: False when its delivery does not exist (a
+    link from another database); those are left out and the others are still committed.
+    """
+    if not clicks:
+        return []
+    wanted = sorted({click.delivery_id for click in clicks})
+    with engine.begin() as connection:
+        known = set(connection.scalars(select(deliveries.c.id).where(deliveries.c.id.in_(wanted))))
+        rows = [
+            {
+                "delivery_id": click.delivery_id,
+                "campaign_id": click.campaign_id,
+                "kind": click.kind.value,
+                "occurred_at": click.occurred_at,
+                "cta_id": click.cta_id,
+                "user_agent": (click.user_agent or "")[:USER_AGENT_CHARS] or None,
+                "suspected_bot": click.suspected_bot,
+                "source": "outreach",
+            }
+            for click in clicks
+            if click.delivery_id in known
+        ]
+        if rows:
+            connection.execute(insert(events), rows)
+    return [click.delivery_id in known for click in clicks]
 
 
 def record_open(
