@@ -356,7 +356,9 @@ def admin_create_user(
     out.print(f"admin [bold]{username}[/bold] created; log in at {svc.settings.base_url}/admin")
 
 
-def _serve_with_scheduler(svc: Services, *, host: str, port: int, scheduler: bool) -> None:
+def _serve_with_scheduler(
+    svc: Services, *, host: str, port: int, scheduler: bool, access_log: bool = False
+) -> None:
     """The web app, with the scheduler inside unless another process already schedules."""
     handle = None
     if scheduler:
@@ -365,7 +367,7 @@ def _serve_with_scheduler(svc: Services, *, host: str, port: int, scheduler: boo
         except LeaseHeld as held:
             err.print(f"[yellow]not scheduling here:[/yellow] {held}", highlight=False)
     try:
-        run_web(svc, host=host, port=port)
+        run_web(svc, host=host, port=port, access_log=access_log)
     finally:
         if handle is not None:
             handle.shutdown()
@@ -378,11 +380,14 @@ def serve(
     scheduler: Annotated[
         bool, typer.Option("--scheduler/--no-scheduler", help="run the scheduler inside")
     ] = True,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="log every request")
+    ] = False,
 ) -> None:
     """Run the web app (tracked links, sign and unsubscribe pages, admin reports) and, unless
     another process already does, the scheduler."""
     with services() as svc:
-        _serve_with_scheduler(svc, host=host, port=port, scheduler=scheduler)
+        _serve_with_scheduler(svc, host=host, port=port, scheduler=scheduler, access_log=access_log)
 
 
 @app.command()
