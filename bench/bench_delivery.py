@@ -127,7 +127,8 @@ def run_outreach(n: int, port: int, concurrency: int, folder: Path) -> tuple[flo
     seeder.join()
     services = Services(settings=settings)
     campaign = services.load_campaign(CAMPAIGN)
-    size = len(operations.preview_message(services, campaign, _sample(services, campaign)).data)
+    sample = operations.preview_recipient(services, campaign, email=None, language="en")
+    size = len(operations.preview_message(services, campaign, sample).data)
     started = time.perf_counter()
     outcome = asyncio.run(operations.send_campaign(services, campaign))
     elapsed = time.perf_counter() - started
@@ -138,10 +139,6 @@ def run_outreach(n: int, port: int, concurrency: int, folder: Path) -> tuple[flo
     if sent != n:
         raise SystemExit(f"only {sent} of {n} messages were sent: {outcome.summary}")
     return sent / elapsed, sent, size
-
-
-def _sample(services: Services, campaign: object) -> object:
-    return operations.preview_recipient(services, campaign, email=None, language="en")  # type: ignore[arg-type]
 
 
 def run_smtp_source(n: int, port: int, size: int, sessions: int) -> float:
@@ -157,7 +154,9 @@ def run_smtp_source(n: int, port: int, size: int, sessions: int) -> float:
 
 
 def spread(values: list[float]) -> str:
-    return f"median {statistics.median(values):,.0f} (min {min(values):,.0f}, max {max(values):,.0f})"
+    return (
+        f"median {statistics.median(values):,.0f} (min {min(values):,.0f}, max {max(values):,.0f})"
+    )
 
 
 def main() -> None:
@@ -177,18 +176,25 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
             for _ in range(args.repeats):
-                rate, _sent, size = run_outreach(args.contacts, sink.port, args.concurrency, Path(tmp))
+                rate, _sent, size = run_outreach(
+                    args.contacts, sink.port, args.concurrency, Path(tmp)
+                )
                 ours.append(rate)
                 print(f"  peak RSS after the send: {peak_rss_mb():.0f} MB", flush=True)
                 theirs.append(run_smtp_source(args.contacts, sink.port, size, args.sessions))
-                print(f"  outreach {rate:,.0f} msg/s   smtp-source {theirs[-1]:,.0f} msg/s", flush=True)
+                print(
+                    f"  outreach {rate:,.0f} msg/s   smtp-source {theirs[-1]:,.0f} msg/s",
+                    flush=True,
+                )
     finally:
         sink.stop()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {args.contacts:,} contacts, "
           f"{size:,}-byte messages, concurrency {args.concurrency}, {args.repeats} runs")  # fmt: skip
     print(f"outreach end to end (render + durable state + SMTP): {spread(ours)} msg/s")
     print(f"smtp-source, {args.sessions} sessions, same sink:   {spread(theirs)} msg/s")
-    print(f"ratio outreach / smtp-source: {statistics.median(ours) / statistics.median(theirs):.2f}")
+    print(
+        f"ratio outreach / smtp-source: {statistics.median(ours) / statistics.median(theirs):.2f}"
+    )
     print(f"peak RSS: {peak_rss_mb():.0f} MB")
 
 
