@@ -365,7 +365,8 @@ def server(world: World, folder: Path, name: str) -> Iterator[Server]:
     log = folder / f"{name}.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [str(OUTREACH), "serve", "--no-scheduler", "--host", "127.0.0.1", "--port", str(port)],
+            [str(OUTREACH), "serve", "--no-scheduler", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", os.environ.get("OUTREACH_BENCH_SERVER_WORKERS", "1")],  # fmt: skip
             env=env,
             cwd=folder,
             stdout=out,
@@ -500,8 +501,7 @@ class CpuMark:
         hertz = os.sysconf("SC_CLK_TCK")
         with open("/proc/stat") as stat:
             ticks = [int(value) for value in stat.readline().split()[1:9]]
-        with open(f"/proc/{running.process.pid}/stat") as stat:
-            fields = stat.read().rpartition(")")[2].split()
+        server_ticks = sum(_process_ticks(pid) for pid in _process_tree(running.process.pid))
         client = sum(
             usage.ru_utime + usage.ru_stime
             for usage in (
@@ -511,10 +511,33 @@ class CpuMark:
         )
         return cls(
             busy=(sum(ticks) - ticks[3] - ticks[4]) / hertz,  # all but idle and iowait
-            server=(int(fields[11]) + int(fields[12])) / hertz,  # utime + stime
+            server=server_ticks / hertz,
             client=client,
             at=time.monotonic(),
         )
+
+
+def _process_tree(pid: int) -> list[int]:
+    """The server and its children (``outreach serve --workers N`` runs N server processes)."""
+    found, index = [pid], 0
+    while index < len(found):
+        try:
+            with open(f"/proc/{found[index]}/task/{found[index]}/children") as children:
+                found += [int(child) for child in children.read().split()]
+        except OSError:
+            pass
+        index += 1
+    return found
+
+
+def _process_ticks(pid: int) -> int:
+    """utime + stime of one process, in clock ticks (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
 
 
 @dataclass

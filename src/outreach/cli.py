@@ -357,7 +357,13 @@ def admin_create_user(
 
 
 def _serve_with_scheduler(
-    svc: Services, *, host: str, port: int, scheduler: bool, access_log: bool = False
+    svc: Services,
+    *,
+    host: str,
+    port: int,
+    scheduler: bool,
+    access_log: bool = False,
+    workers: int = 1,
 ) -> None:
     """The web app, with the scheduler inside unless another process already schedules."""
     handle = None
@@ -367,7 +373,7 @@ def _serve_with_scheduler(
         except LeaseHeld as held:
             err.print(f"[yellow]not scheduling here:[/yellow] {held}", highlight=False)
     try:
-        run_web(svc, host=host, port=port, access_log=access_log)
+        run_web(svc, host=host, port=port, access_log=access_log, workers=workers)
     finally:
         if handle is not None:
             handle.shutdown()
@@ -383,11 +389,21 @@ def serve(
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="log every request")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="server processes sharing the port")
+    ] = 1,
 ) -> None:
     """Run the web app (tracked links, sign and unsubscribe pages, admin reports) and, unless
     another process already does, the scheduler."""
     with services() as svc:
-        _serve_with_scheduler(svc, host=host, port=port, scheduler=scheduler, access_log=access_log)
+        _serve_with_scheduler(
+            svc,
+            host=host,
+            port=port,
+            scheduler=scheduler,
+            access_log=access_log,
+            workers=workers,
+        )
 
 
 @app.command()
