@@ -284,8 +284,10 @@ def wire(provider: str, payload: dict[str, Any]) -> bytes:
     """The body as the provider posts it."""
     if provider == "mailgun":
         signed_at = str(int(datetime.now(UTC).timestamp()))  # signatures are checked for age
-        unique = hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:20]
-        signature = {"timestamp": signed_at, "token": "f0e1d2c3b4a5" + unique}  # one per post
+        # one token per signed body, as Mailgun does (a retry of the same post repeats both)
+        signed = json.dumps(payload, sort_keys=True) + signed_at
+        unique = hashlib.sha1(signed.encode()).hexdigest()[:20]
+        signature = {"timestamp": signed_at, "token": "f0e1d2c3b4a5" + unique}
         signature["signature"] = mailgun_signature(MAILGUN_KEY, **signature)
         return json.dumps({"signature": signature, "event-data": payload}).encode()
     if provider == "sendgrid":
