@@ -23,6 +23,19 @@ class BatchBody:
     variables: list[dict[str, str]]  # one per message, in order
 
 
+def envelope_key(message: OutgoingMessage) -> tuple[object, ...]:
+    """What messages must have in common to go in one batch request: the same shared body
+    (campaign variant), subject and sender."""
+    return (
+        message.shared.key if message.shared else None,
+        message.campaign_id,
+        message.subject,
+        message.envelope_from,
+        message.from_name,
+        message.reply_to,
+    )
+
+
 def can_share(message: OutgoingMessage, *, forbidden: Sequence[str] = ()) -> bool:
     """True when ``message`` carries a shared body with every slot value, and no segment
     contains text the provider would read as its own template syntax (``forbidden``)."""

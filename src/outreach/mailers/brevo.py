@@ -34,7 +34,7 @@ from outreach.errors import (
     WebhookVerificationError,
 )
 from outreach.mailers import events as read
-from outreach.mailers.batching import batch_body, can_share
+from outreach.mailers.batching import batch_body, can_share, envelope_key
 from outreach.mailers.http import HttpMailer, content_of
 from outreach.ports import OutgoingMessage, ProviderEvent
 
@@ -106,14 +106,7 @@ class BrevoMailer(HttpMailer):
     def batch_key(self, message: OutgoingMessage) -> Hashable | None:
         if not can_share(message, forbidden=TEMPLATE_SYNTAX):
             return None
-        return (
-            message.shared.key if message.shared else None,
-            message.campaign_id,
-            message.subject,
-            message.envelope_from,
-            message.from_name,
-            message.reply_to,
-        )
+        return envelope_key(message)
 
     def build_batch(self, messages: Sequence[OutgoingMessage]) -> httpx.Request:
         shared = batch_body(messages, placeholder=_param)

@@ -33,7 +33,7 @@ import httpx
 from outreach.domain.delivery import EventKind
 from outreach.errors import ConfigurationError, DeliveryError, WebhookVerificationError
 from outreach.mailers import events as read
-from outreach.mailers.batching import batch_body, can_share
+from outreach.mailers.batching import batch_body, can_share, envelope_key
 from outreach.mailers.http import Content, HttpMailer, content_of
 from outreach.ports import OutgoingMessage, ProviderEvent
 
@@ -88,15 +88,7 @@ class MailgunMailer(HttpMailer):
     def batch_key(self, message: OutgoingMessage) -> Hashable | None:
         if not can_share(message, forbidden=("%recipient.",)):
             return None
-        return (
-            message.shared.key if message.shared else None,
-            message.campaign_id,
-            message.subject,
-            message.envelope_from,
-            message.from_name,
-            message.reply_to,
-            tuple(sorted(message.headers)),
-        )
+        return (*envelope_key(message), tuple(sorted(message.headers)))
 
     def build_batch(self, messages: Sequence[OutgoingMessage]) -> httpx.Request:
         first = messages[0]

@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from outreach.domain.delivery import EventKind
 from outreach.errors import ConfigurationError, DeliveryError, WebhookVerificationError
 from outreach.mailers import events as read
-from outreach.mailers.batching import batch_body, can_share
+from outreach.mailers.batching import batch_body, can_share, envelope_key
 from outreach.mailers.http import HttpMailer, content_of
 from outreach.ports import OutgoingMessage, ProviderEvent
 
@@ -111,14 +111,7 @@ class SendGridMailer(HttpMailer):
         values = sum(len(v) for v in message.html_values.values())
         if 2 * values + 200 > SUBSTITUTION_LIMIT:
             return None
-        return (
-            message.shared.key if message.shared else None,
-            message.campaign_id,
-            message.subject,
-            message.envelope_from,
-            message.from_name,
-            message.reply_to,
-        )
+        return envelope_key(message)
 
     def build_batch(self, messages: Sequence[OutgoingMessage]) -> httpx.Request:
         marker = self._marker
