@@ -4,15 +4,11 @@ see the charts; and a captured email whose Sign link opens the sign page in the 
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from outreach.bootstrap import Services
 from outreach.pipeline.tokens import LinkPurpose
@@ -28,15 +24,10 @@ from tests.integration.test_web_admin import (
     admin_services,
     seed_world_refugee_day,
 )
+from tests.support.browser import launch_chromium, needs_chromium, served
+from tests.support.smtp import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)",
-    ),
-]
+pytestmark = needs_chromium
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
 
 
@@ -48,44 +39,25 @@ class Site:
     outbox: Path
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def site(sqlite_url: str, tmp_path: Path) -> Iterator[Site]:
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     outbox = tmp_path / "outbox"
     services = admin_services(sqlite_url, outbox, base_url=base)
     world = seed_world_refugee_day(services.engine)
     create_user(services.engine, "admin", PASSWORD, now=SENT_AT)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the web app did not start"
-        time.sleep(0.02)
     try:
-        yield Site(base, services, world, outbox)
+        with served(create_app(services), port):
+            yield Site(base, services, world, outbox)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         services.close()
 
 
 @pytest.fixture
 def page(site: Site) -> Iterator[sync_api.Page]:
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page()
             page.set_default_timeout(10_000)

@@ -6,30 +6,21 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from outreach.bootstrap import Services
 from outreach.demo import DemoInfo, prepare_demo
 from outreach.settings import Settings
 from outreach.web.app import create_app
 from tests.conftest import REPO
+from tests.support.browser import launch_chromium, needs_chromium, served
 from tests.support.smtp import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(),
-        reason="needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)",
-    ),
-]
+pytestmark = needs_chromium
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package")
 
 
@@ -58,20 +49,10 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         info = prepare_demo(services, folder=folder)
     finally:
         os.chdir(cwd)
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(services), host="127.0.0.1", port=port, log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline, "the web app did not start"
-        time.sleep(0.02)
     try:
-        yield Demo(base, info, folder)
+        with served(create_app(services), port):
+            yield Demo(base, info, folder)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         services.close()
 
 
@@ -79,10 +60,7 @@ def test_a_newcomer_signs_for_sao_paulo_and_sees_the_report_change(demo: Demo) -
     expect = sync_api.expect
     assert demo.info.messages == demo.info.contacts == len(list((demo.folder / "outbox").iterdir()))
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch_chromium(playwright)
         page = browser.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(str(error)))

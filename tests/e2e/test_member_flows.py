@@ -4,9 +4,6 @@ a colleague's signature from another link, unsubscribe with the page's button.""
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -14,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from sqlalchemy import func, insert, select
 
 from outreach.bootstrap import Services
@@ -26,14 +22,10 @@ from outreach.store.campaigns import save_campaign
 from outreach.store.contacts import iter_contacts, upsert_contacts
 from outreach.store.tables import deliveries, responses, suppressions
 from outreach.web.app import create_app
+from tests.support.browser import launch_chromium, needs_chromium, served
+from tests.support.smtp import free_port
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(
-        not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (.ci/run)"
-    ),
-]
+pytestmark = needs_chromium
 sync_api = pytest.importorskip(
     "playwright.sync_api", reason="the playwright package is missing from the environment"
 )
@@ -90,13 +82,6 @@ class Site:
             return int(connection.scalar(select(func.count()).select_from(table)) or 0)
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def _seed(services: Services) -> dict[str, int]:
     now = datetime.now(UTC)
     engine = services.engine
@@ -130,7 +115,7 @@ def _seed(services: Services) -> dict[str, int]:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    port = _free_port()
+    port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     settings = Settings(
         database_url=f"sqlite:///{tmp_path / 'outreach.db'}",
@@ -139,30 +124,17 @@ def site(tmp_path: Path) -> Iterator[Site]:
     )
     services = Services(settings=settings)
     delivery = _seed(services)
-    config = uvicorn.Config(
-        create_app(services), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the web app did not start")
-        time.sleep(0.02)
-    yield Site(services, base_url, delivery)
-    server.should_exit = True
-    thread.join(timeout=10)
-    services.close()
+    try:
+        with served(create_app(services), port, lifespan="off"):
+            yield Site(services, base_url, delivery)
+    finally:
+        services.close()
 
 
 @pytest.fixture
 def page(site: Site) -> Iterator[Any]:
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+        browser = launch_chromium(playwright)
         context = browser.new_context(locale="en-GB")
         tab = context.new_page()
         problems: list[str] = []
