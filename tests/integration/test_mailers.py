@@ -132,6 +132,37 @@ async def test_smtp_reuses_a_few_connections_for_many_messages(smtp_server: Smtp
     assert 1 <= smtp_server.connections <= 3
 
 
+@pytest.mark.parametrize(
+    ("data", "arrives"),
+    [
+        # CRLF only (how outreach builds messages): dot-stuffed on the way, intact on arrival
+        (
+            b".first line\r\n.\r\n..two dots\r\nlast\r\n",
+            b".first line\r\n.\r\n..two dots\r\nlast\r\n",
+        ),
+        # anything else goes out as aiosmtplib sends it: every line ending becomes CRLF
+        (b".first line\n.\nbare CR\rlast", b".first line\r\n.\r\nbare CR\r\nlast\r\n"),
+    ],
+    ids=["crlf", "mixed"],
+)
+async def test_smtp_lines_starting_with_a_dot_arrive_unchanged(
+    smtp_server: SmtpServer, data: bytes, arrives: bytes
+) -> None:
+    mailer = open_mailer(smtp_server.dsn())
+    message = OutgoingMessage(
+        delivery_id=1,
+        campaign_id="world-refugee-day",
+        envelope_from="bounces@metropolis.example.org",
+        recipient="mayor@barcelona.example.org",
+        data=data,
+    )
+
+    await mailer.send(message)
+    await mailer.close()
+
+    assert [m.data for m in smtp_server.messages] == [arrives]
+
+
 async def test_smtp_421_at_connect_is_temporary_and_the_retry_succeeds(
     smtp_server: SmtpServer,
 ) -> None:

@@ -27,7 +27,7 @@ import ssl
 from typing import Literal
 
 import aiosmtplib
-from aiosmtplib import SMTPResponseException, SMTPServerDisconnected
+from aiosmtplib import SMTPResponse, SMTPResponseException, SMTPServerDisconnected
 
 from outreach.errors import (
     ConfigurationError,
@@ -218,13 +218,13 @@ class SmtpMailer:
         try:
             options, encoding = _mail_options(client, message)
             try:
-                await client.mail(message.envelope_from, options=options, encoding=encoding)
+                await _command(client, b"MAIL", _path(message.envelope_from, encoding), *options)
             except (SMTPServerDisconnected, SMTPResponseException) as err:
                 if reused and _closed_by_server(err):
                     raise _StaleConnection from err
                 raise
-            await client.rcpt(message.recipient, encoding=encoding)
-            response = await client.data(message.data)
+            await _command(client, b"RCPT", _path(message.recipient, encoding), accept=(250, 251))
+            response = await _data(client, message.data)
         except _StaleConnection:
             client.close()
             raise
@@ -252,17 +252,69 @@ def _check_envelope(message: OutgoingMessage) -> None:
             )
 
 
-def _mail_options(client: aiosmtplib.SMTP, message: OutgoingMessage) -> tuple[list[str], str]:
-    options: list[str] = []
+def _mail_options(client: aiosmtplib.SMTP, message: OutgoingMessage) -> tuple[list[bytes], str]:
+    options: list[bytes] = []
     if client.supports_extension("size"):
-        options.append(f"SIZE={len(message.data)}")
+        options.append(b"SIZE=%d" % len(message.data))
     if not message.data.isascii() and client.supports_extension("8bitmime"):
-        options.append("BODY=8BITMIME")
+        options.append(b"BODY=8BITMIME")
     needs_utf8 = not (message.envelope_from.isascii() and message.recipient.isascii())
     if needs_utf8 and client.supports_extension("smtputf8"):
-        options.append("SMTPUTF8")
+        options.append(b"SMTPUTF8")
         return options, "utf-8"
     return options, "ascii"
+
+
+def _path(address: str, encoding: str) -> bytes:
+    """``FROM:<address>`` / ``TO:<address>`` argument; ``_check_envelope`` has already refused
+    spaces, line breaks and angle brackets. Raises ValueError for a non-ASCII address on a
+    server without SMTPUTF8 (a permanent failure for that message)."""
+    try:
+        return b"<" + address.encode(encoding) + b">"
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{address!r} needs SMTPUTF8, which the server does not offer") from err
+
+
+async def _command(
+    client: aiosmtplib.SMTP,
+    verb: bytes,
+    path: bytes,
+    *options: bytes,
+    accept: tuple[int, ...] = (250,),
+) -> None:
+    argument = (b"FROM:" if verb == b"MAIL" else b"TO:") + path
+    reply = await client.execute_command(verb, argument, *options)
+    if reply.code not in accept:
+        raise SMTPResponseException(reply.code, reply.message)
+
+
+async def _data(client: aiosmtplib.SMTP, data: bytes) -> SMTPResponse:
+    """DATA and the message. Messages outreach builds are already in wire form (CRLF line
+    endings), so only dot-stuffing is left to do, with one ``bytes.replace``; aiosmtplib's
+    ``data()`` runs two regular expressions over every message, which measured as a third of
+    the send loop's time (bench/README.md). Anything else goes through ``data()`` unchanged."""
+    if not _crlf_only(data):
+        return await client.data(data)
+    wire = data.replace(b"\r\n.", b"\r\n..")
+    if wire.startswith(b"."):
+        wire = b"." + wire
+    start = await client.execute_command(b"DATA")
+    if start.code != 354:
+        raise SMTPResponseException(start.code, start.message)
+    protocol = client.protocol
+    if protocol is None:
+        raise SMTPServerDisconnected("Connection lost")
+    protocol.write(wire + b".\r\n")
+    reply = await protocol.read_response(timeout=client.timeout)
+    if reply.code != 250:
+        raise SMTPResponseException(reply.code, reply.message)
+    return reply
+
+
+def _crlf_only(data: bytes) -> bool:
+    """Every line ends with CRLF, including the last, and no CR or LF stands alone."""
+    pairs = data.count(b"\r\n")
+    return data.endswith(b"\r\n") and data.count(b"\r") == pairs == data.count(b"\n")
 
 
 def _closed_by_server(err: Exception) -> bool:
