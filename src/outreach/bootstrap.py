@@ -15,6 +15,7 @@ from outreach.domain.campaign import Campaign
 from outreach.mailers.dsn import open_mailer
 from outreach.pipeline.campaigns import load_campaign
 from outreach.pipeline.delivery import SendPolicy
+from outreach.pipeline.ratelimit import RateLimits
 from outreach.pipeline.render import CompiledCampaign, available_templates, compile_campaign
 from outreach.pipeline.tokens import LinkSigner
 from outreach.ports import Mailer
@@ -61,10 +62,18 @@ class Services:
 
     @property
     def policy(self) -> SendPolicy:
+        settings = self.settings
         return SendPolicy(
-            batch_size=self.settings.batch_size,
-            max_attempts=self.settings.max_attempts,
-            retry_base=timedelta(seconds=self.settings.retry_base_seconds),
+            # recovering as `unknown` marks whatever a killed sender had claimed: claiming one
+            # delivery at a time keeps that to the messages it had in hand
+            batch_size=1 if settings.recover_as == "unknown" else settings.batch_size,
+            max_attempts=settings.max_attempts,
+            retry_base=timedelta(seconds=settings.retry_base_seconds),
+            limits=RateLimits(
+                per_second=settings.rate_per_second,
+                per_hour=settings.rate_per_hour,
+                per_domain_per_second=settings.rate_per_domain,
+            ),
         )
 
     @property

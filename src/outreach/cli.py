@@ -211,7 +211,7 @@ def send(
 
             def on_result(status: str, recipient: Recipient, detail: str) -> None:
                 tally[status] += 1
-                if status != "retry":
+                if status not in ("retry", "held back"):
                     progress.advance(task)
                 progress.update(
                     task, status=", ".join(f"{k} {v}" for k, v in sorted(tally.items()))
@@ -272,6 +272,8 @@ def _print_summary(svc: Services, campaign_id: str, outcome: operations.SendOutc
     table.add_row("retries", str(s.retried))
     if s.throttled:
         table.add_row("slowed down by the server (re-queued)", str(s.throttled))
+    if s.paced:
+        table.add_row("held back for a domain's rate limit (re-queued)", str(s.paced))
     if s.unknown:
         table.add_row("unknown (answer lost; not re-sent)", str(s.unknown))
     if s.waiting:

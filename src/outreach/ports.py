@@ -230,6 +230,10 @@ class DeliveryLedger(Protocol):
 
     def release(self, delivery_ids: list[int], *, now: datetime) -> None: ...
 
+    def renew(
+        self, delivery_ids: Sequence[int], *, worker: str, until: datetime, now: datetime
+    ) -> set[int]: ...
+
     def recover(
         self,
         *,

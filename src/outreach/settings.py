@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     # deliveries a killed sender left `sending`: "queue" sends them again (a message it had
     # handed over but not recorded may go out twice), "unknown" never re-sends them
     recover_as: Literal["queue", "unknown"] = "queue"
+    # pacing, off by default: messages per second and per hour in all, and messages per second
+    # to any one recipient domain (many city halls share one government mail relay)
+    rate_per_second: float | None = Field(default=None, gt=0)
+    rate_per_hour: float | None = Field(default=None, gt=0)
+    rate_per_domain: float | None = Field(default=None, gt=0)
 
     @field_validator("admin_emails", mode="before")
     @classmethod

@@ -111,6 +111,26 @@ def test_recover_requeues_expired_claims_only(database_url: str) -> None:
     assert counts.by_status == {"sent": 1, "queued": 3}
 
 
+def test_a_renewed_lease_is_not_recovered_and_a_recovered_claim_is_not_renewed(
+    database_url: str,
+) -> None:
+    ledger, _ = _ledger(database_url, 4)
+    slow = _claim(ledger, "slow", 2)  # held back by a rate limit
+    gone = _claim(ledger, "gone", 2)  # its process died
+
+    later = NOW + LEASE * 0.9
+    held = ledger.renew(slow, worker="slow", until=later + LEASE, now=later)
+    assert held == set(slow)
+    assert ledger.renew(slow, worker="someone else", until=later + LEASE, now=later) == set()
+    expired = NOW + LEASE * 1.5
+    assert ledger.recover(campaign_id="wrd", as_unknown=False, now=expired) == 2  # only "gone"
+    assert set(_claim(ledger, "other", 5, now=expired)) == set(gone)
+
+    # "gone" was only frozen: waking up, it finds its claims belong to another worker now
+    assert ledger.renew(gone, worker="gone", until=expired + LEASE, now=expired) == set()
+    assert ledger.claimants(campaign_id="wrd") == {"slow", "other"}
+
+
 def test_recover_as_unknown_when_a_second_copy_is_worse(database_url: str) -> None:
     ledger, _ = _ledger(database_url, 2)
     _claim(ledger, "dead", 2)

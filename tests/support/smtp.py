@@ -30,6 +30,7 @@ import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class Received:
     connection: int
     tls: bool
     user: str | None
+    at: float  # time.monotonic() when the server accepted it
 
 
 def free_port() -> int:
@@ -297,6 +299,7 @@ class _Handler:
                 tls=server.transport is not None
                 and server.transport.get_extra_info("ssl_object") is not None,
                 user=login.login.decode() if isinstance(login, LoginPassword) else None,
+                at=time.monotonic(),
             )
         )
         server.accepted += 1

@@ -7,6 +7,11 @@ committed in small groups (``SendPolicy.commit_every``, or every ``commit_interv
 progress is recorded when a message is accepted, never when a chunk is fetched. A batch mailer
 takes a whole chunk in one call, each message keeping its own result.
 
+A claim is leased (``SendPolicy.lease``); a sender kept waiting by the rate limits renews the
+lease of what it still holds, and leaves alone what another process recovered meanwhile. A
+message whose recipient domain's turn is not yet due goes back to the queue until then (its
+turn kept), so one busy domain does not hold every sender up.
+
 - temporary failure: back to the queue with exponential backoff and jitter (``Retry-After``
   honoured), failed after ``max_attempts``;
 - throttling (SMTP 421/450/451/454, HTTP 429): every sender slows down; the delivery goes back
@@ -80,6 +85,9 @@ class SendPolicy:
     # results are committed in groups of this many, or after this many seconds
     commit_every: int = 32
     commit_interval: float = 0.05
+    # a message whose domain's turn is further away than this (seconds) goes back to the queue
+    # until then, so senders are not all kept waiting by one busy domain
+    max_domain_wait: float = 0.05
     # how often a sender asks whether the campaign was paused elsewhere
     stop_check_interval: float = 0.25
     limits: RateLimits = field(default_factory=RateLimits)
@@ -99,6 +107,7 @@ class SendSummary:
     suppressed: int = 0
     retried: int = 0
     throttled: int = 0
+    paced: int = 0  # put back in the queue until their domain's turn (each time it happened)
     waiting: int = 0
     unknown: int = 0
     next_retry_at: datetime | None = None
@@ -223,9 +232,10 @@ class _Round:
                 if await self._wait_for_more():
                     continue
                 return
+            lease = _Lease(self)
             self.in_hand += 1
             try:
-                await self._send_chunk(chunk)
+                await self._send_chunk(chunk, lease)
             finally:
                 self.in_hand -= 1
 
@@ -252,13 +262,13 @@ class _Round:
         return True
 
     # -- one chunk ------------------------------------------------------------------------
-    async def _send_chunk(self, chunk: list[ClaimedDelivery]) -> None:
+    async def _send_chunk(self, chunk: list[ClaimedDelivery], lease: _Lease) -> None:
         try:
             if self.batch_mailer is not None:
                 ready = [(c, m) for c in chunk if (m := self._prepare(c)) is not None]
-                await self._hand_over_batch(self.batch_mailer, ready)
+                await self._hand_over_batch(self.batch_mailer, ready, lease)
             else:
-                await self._hand_over_each(chunk)
+                await self._hand_over_each(chunk, lease)
         except ConfigurationError as err:
             self.fatal = err
             self._halt(str(err))
@@ -274,16 +284,27 @@ class _Round:
             self._record(claimed, FAILED, f"could not build the message: {err}")
             return None
 
-    async def _hand_over_each(self, chunk: list[ClaimedDelivery]) -> None:
+    async def _hand_over_each(self, chunk: list[ClaimedDelivery], lease: _Lease) -> None:
         """One message at a time, each built just before it goes (memory stays flat)."""
         for position, claimed in enumerate(chunk):
             if self.stop.is_set():
                 self._release(chunk[position:])
                 return
+            if claimed.recipient.delivery_id in lease.lost:
+                continue
             message = self._prepare(claimed)
             if message is None:
                 continue
-            await self.pacer.acquire(message.recipient)
+            turn = self.pacer.domain_turn(message.recipient, claimed.recipient.delivery_id)
+            if turn > self.policy.max_domain_wait:
+                self._wait_for_turn(claimed, message.recipient, turn)
+                continue
+            if turn > 0:
+                await self.sleep(turn)
+            await self.pacer.acquire(message.recipient, domain=False)
+            lease.check(chunk[position:])
+            if claimed.recipient.delivery_id in lease.lost:
+                continue
             try:
                 result: Result = await self.mailer.send(message)
             except DeliveryError as err:
@@ -295,7 +316,10 @@ class _Round:
             self._count([result])
 
     async def _hand_over_batch(
-        self, mailer: BatchMailer, ready: list[tuple[ClaimedDelivery, OutgoingMessage]]
+        self,
+        mailer: BatchMailer,
+        ready: list[tuple[ClaimedDelivery, OutgoingMessage]],
+        lease: _Lease,
     ) -> None:
         if not ready:
             return
@@ -304,6 +328,10 @@ class _Round:
             return
         for _, message in ready:
             await self.pacer.acquire(message.recipient)
+        lease.check([claimed for claimed, _ in ready])
+        ready = [(c, m) for c, m in ready if c.recipient.delivery_id not in lease.lost]
+        if not ready:
+            return
         try:
             results: Sequence[Result] = await mailer.send_batch([m for _, m in ready])
         except ConfigurationError:
@@ -312,6 +340,17 @@ class _Round:
         for (claimed, _), result in zip(ready, results, strict=True):
             self._settle(claimed, result)
         self._count(results)
+
+    def _wait_for_turn(self, claimed: ClaimedDelivery, recipient: str, turn: float) -> None:
+        """Its domain's rate holds this message back: back to the queue until its turn, so the
+        sender goes on with other members' messages meanwhile."""
+        delivery_id = claimed.recipient.delivery_id
+        self.pacer.keep_turn(delivery_id, turn)
+        self.summary.paced += 1
+        due = self.clock.now() + timedelta(seconds=turn)
+        domain = recipient.rpartition("@")[2]
+        detail = f"waiting for its turn at the rate limit for {domain}"
+        self._record(claimed, QUEUED, detail, due, spend_attempt=False, shown="held back")
 
     def _release(self, claimed: Sequence[ClaimedDelivery]) -> None:
         ids = [item.recipient.delivery_id for item in claimed]
@@ -355,6 +394,7 @@ class _Round:
         next_attempt_at: datetime | None = None,
         *,
         spend_attempt: bool = True,
+        shown: str | None = None,
     ) -> None:
         recipient = claimed.recipient
         self.recorder.add(
@@ -372,7 +412,7 @@ class _Round:
         elif status == QUEUED and spend_attempt:
             self.summary.retried += 1
         if self.on_result is not None:
-            shown = "retry" if status == QUEUED else status
+            shown = shown or ("retry" if status == QUEUED else status)
             self.on_result(shown, recipient, detail)
 
     def _count(self, results: Sequence[Result]) -> None:
@@ -385,6 +425,44 @@ class _Round:
             last = results[-1]
             reply = last.reply if isinstance(last, DeliveryError) else last
             self._halt(f"{self.consecutive_failures} temporary failures in a row; last: {reply}")
+
+
+class _Lease:
+    """A sender's claim on one chunk, renewed while its messages wait for the pacer.
+
+    A claim is leased for ``SendPolicy.lease``; after that, any process may recover it. A
+    chunk held back by rate limits or throttling can outlast its lease, so before a message is
+    handed over after more than half the lease, the lease of what is left of the chunk is
+    extended. Deliveries another process recovered in the meantime are not sent here.
+    """
+
+    def __init__(self, round: _Round) -> None:
+        """Made when the chunk is claimed: the lease runs from then."""
+        self.round = round
+        self.renewed = time.monotonic()
+        self.halfway = round.policy.lease.total_seconds() / 2
+        self.lost: set[int] = set()  # recovered by another process: not to be sent here
+
+    def check(self, pending: Sequence[ClaimedDelivery]) -> None:
+        """Renew the lease of ``pending`` (the chunk's deliveries not handed over yet) when
+        half of it has gone by."""
+        if time.monotonic() - self.renewed >= self.halfway:
+            self._renew([item.recipient.delivery_id for item in pending])
+
+    def _renew(self, ids: list[int]) -> None:
+        run = self.round
+        now = run.clock.now()
+        held = run.ledger.renew(ids, worker=run.worker, until=now + run.policy.lease, now=now)
+        self.renewed = time.monotonic()
+        lost = set(ids) - held
+        if lost - self.lost:
+            log.warning(
+                "%s: %d claimed deliveries were recovered by another process while waiting; "
+                "they are left to it",
+                run.campaign_id,
+                len(lost - self.lost),
+            )
+        self.lost |= lost
 
 
 async def send_round(

@@ -215,6 +215,28 @@ class SqlDeliveryLedger:
                 .values(status=QUEUED, claimed_by=None, lease_until=None, updated_at=now)
             )
 
+    def renew(
+        self, delivery_ids: Sequence[int], *, worker: str, until: datetime, now: datetime
+    ) -> set[int]:
+        """Extend this worker's lease on claimed deliveries it has not handed over yet (a
+        sender held back by rate limits); returns the ids it still holds. A claim recovered by
+        another process in the meantime is not this worker's any more and must not be sent."""
+        if not delivery_ids:
+            return set()
+        with self.engine.begin() as connection:
+            return set(
+                connection.scalars(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id.in_(list(delivery_ids)),
+                        deliveries.c.status == SENDING,
+                        deliveries.c.claimed_by == worker,
+                    )
+                    .values(lease_until=until, updated_at=now)
+                    .returning(deliveries.c.id)
+                )
+            )
+
     def recover(
         self,
         *,
