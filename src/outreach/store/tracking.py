@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError
 
 from outreach.domain.delivery import EventKind
 from outreach.errors import StoreError
+from outreach.store.engine import one_writer
 from outreach.store.tables import (
     contacts,
     deliveries,
@@ -365,19 +366,20 @@ def record_response(
     back with ``created=False`` (also when two of its contacts sign at the same moment).
     """
 
-    def current() -> StoredResponse | None:
-        return organisation_response(
-            engine,
-            campaign_id=context.campaign_id,
-            organisation_id=context.organisation_id,
-            cta_id=cta_id,
-        )
-
-    existing = current()
-    if existing is not None:
-        return RecordedResponse(existing, created=False)
+    signed = StoredResponse(
+        campaign_id=context.campaign_id,
+        cta_id=cta_id,
+        organisation_id=context.organisation_id,
+        organisation=context.organisation,
+        signer_name=signer_name,
+        signer_title=signer_title,
+        created_at=now,
+        contact_id=context.contact_id,
+        delivery_id=context.delivery_id,
+    )
     try:
-        with engine.begin() as connection:
+        # no read first: the unique (campaign, organisation, call to action) refuses a second
+        with one_writer(engine), engine.begin() as connection:
             connection.execute(
                 insert(responses).values(
                     campaign_id=context.campaign_id,
@@ -403,13 +405,16 @@ def record_response(
                 )
             )
     except IntegrityError as err:
-        existing = current()
+        existing = organisation_response(
+            engine,
+            campaign_id=context.campaign_id,
+            organisation_id=context.organisation_id,
+            cta_id=cta_id,
+        )
         if existing is None:
             raise StoreError(f"could not record the signature of {context.organisation}") from err
         return RecordedResponse(existing, created=False)
-    stored = current()
-    assert stored is not None
-    return RecordedResponse(stored, created=True)
+    return RecordedResponse(signed, created=True)
 
 
 def signatories(engine: Engine, *, campaign_id: str) -> Signatories:
