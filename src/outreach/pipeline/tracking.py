@@ -13,6 +13,7 @@ Pure rules, no I/O:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from datetime import date, datetime, timedelta
 from typing import Protocol
@@ -76,6 +77,8 @@ SCANNER_AGENTS: tuple[str, ...] = (
     "axios/",
 )
 
+_SCANNER = re.compile("|".join(re.escape(fragment) for fragment in SCANNER_AGENTS))
+
 #: How soon after delivery a click on every link of the message counts as a burst.
 BURST_WINDOW = timedelta(seconds=30)
 
@@ -87,7 +90,7 @@ def suspected_scanner(*, user_agent: str | None, method: str) -> bool:
     agent = (user_agent or "").strip().lower()
     if not agent:
         return True
-    return any(fragment in agent for fragment in SCANNER_AGENTS)
+    return _SCANNER.search(agent) is not None
 
 
 class Click(Protocol):

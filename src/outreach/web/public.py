@@ -28,6 +28,7 @@ from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse,
 from sqlalchemy import Engine
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import Route
 
 from outreach.domain.campaign import CallToAction, Campaign, CtaKind, localise
 from outreach.errors import StoreError, TokenError
@@ -226,7 +227,9 @@ async def click(request: Request) -> Response:
     return RedirectResponse(str(cta.url), status_code=302, headers=NO_STORE, background=check)
 
 
-router.add_route("/c/{token}", click, methods=["GET", "HEAD"], include_in_schema=False)
+# not on ``router``: the app puts it first among its own routes (``web.app``), so a click is
+# matched before any router is walked
+CLICK_ROUTE = Route("/c/{token}", click, methods=["GET", "HEAD"], include_in_schema=False)
 
 
 def _flag_burst(engine: Engine, *, delivery_id: int, link_ids: list[str]) -> None:
