@@ -107,7 +107,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_outreach(n: int, port: int, concurrency: int, folder: Path) -> tuple[float, int, int]:
+def run_outreach(
+    n: int, port: int, concurrency: int, folder: Path, recover_as: str = "queue"
+) -> tuple[float, int, int]:
     """(messages per second, messages sent, message size) for one fresh send of n contacts."""
     database = folder / f"bench-{time.monotonic_ns()}.db"
     settings = Settings(
@@ -117,6 +119,7 @@ def run_outreach(n: int, port: int, concurrency: int, folder: Path) -> tuple[flo
         secret_key="benchmark-only-secret",
         templates_dir=str(REPO / "templates"),
         send_concurrency=concurrency,
+        recover_as=recover_as,
     )
     # the contacts are imported by another process, as `outreach contacts import` would be:
     # the peak memory reported is the sending process's own
@@ -165,6 +168,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--sessions", type=int, default=16, help="smtp-source sessions")
+    parser.add_argument(
+        "--recover-as",
+        choices=["queue", "unknown"],
+        default="queue",
+        help="OUTREACH_RECOVER_AS (unknown: senders claim one delivery at a time)",
+    )
     args = parser.parse_args()
     for tool in (SINK, SOURCE):
         if not shutil.which(tool):
@@ -177,7 +186,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="outreach-bench-") as tmp:
             for _ in range(args.repeats):
                 rate, _sent, size = run_outreach(
-                    args.contacts, sink.port, args.concurrency, Path(tmp)
+                    args.contacts, sink.port, args.concurrency, Path(tmp), args.recover_as
                 )
                 ours.append(rate)
                 print(f"  peak RSS after the send: {peak_rss_mb():.0f} MB", flush=True)
@@ -189,7 +198,8 @@ def main() -> None:
     finally:
         sink.stop()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {args.contacts:,} contacts, "
-          f"{size:,}-byte messages, concurrency {args.concurrency}, {args.repeats} runs")  # fmt: skip
+          f"{size:,}-byte messages, concurrency {args.concurrency}, {args.repeats} runs, "
+          f"recover_as={args.recover_as}")  # fmt: skip
     print(f"outreach end to end (render + durable state + SMTP): {spread(ours)} msg/s")
     print(f"smtp-source, {args.sessions} sessions, same sink:   {spread(theirs)} msg/s")
     print(
