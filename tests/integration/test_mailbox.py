@@ -28,6 +28,7 @@ from tests.integration.test_web_admin import (
 )
 
 SIGN_LINK = "http://testserver/s/SIGNED-TOKEN"
+HERE = ("127.0.0.1", 50000)  # the demo's browser, on the machine that serves the app
 
 
 def email_for(
@@ -86,7 +87,7 @@ def world(services: Services) -> World:
 
 @pytest.fixture
 def client(services: Services, world: World) -> Iterator[TestClient]:
-    with TestClient(create_app(services), follow_redirects=False) as client:
+    with TestClient(create_app(services), follow_redirects=False, client=HERE) as client:
         yield client
 
 
@@ -245,7 +246,7 @@ def test_the_mailbox_explains_itself_when_the_mailer_writes_no_files(
     svc = admin_services(sqlite_url, tmp_path)
     svc.settings.mailer = dsn
     try:
-        with TestClient(create_app(svc)) as client:
+        with TestClient(create_app(svc), client=HERE) as client:
             page = client.get("/mailbox")
             assert page.status_code == 200 and expected in page.text
             assert "hunter2" not in page.text and "staff" not in page.text
@@ -268,3 +269,14 @@ def test_the_mailbox_explains_itself_when_the_mailer_writes_no_files(
 )
 def test_links_of_the_shown_message_open_in_the_whole_window(html: bytes, expected: bytes) -> None:
     assert with_top_target(html).startswith(expected)
+
+
+def test_the_mailbox_is_closed_to_other_machines(services: Services, ana: str) -> None:
+    elsewhere = ("203.0.113.7", 50000)
+    with TestClient(create_app(services), follow_redirects=False, client=elsewhere) as client:
+        for path in ("/mailbox", f"/mailbox/{ana}", f"/mailbox/{ana}/html", f"/mailbox/{ana}/raw"):
+            refused = client.get(path)
+            assert refused.status_code == 403, path
+            assert "Ana" not in refused.text and "/s/" not in refused.text
+    with TestClient(create_app(services), follow_redirects=False, client=HERE) as client:
+        assert "Assine" in client.get(f"/mailbox/{ana}").text

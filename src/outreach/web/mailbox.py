@@ -9,7 +9,8 @@ Content-Security-Policy that runs no script and a ``<base target="_top">``, so t
 in it open in the whole window, as they would from a mail client.
 
 The viewer is a development and demo tool: it shows every captured message (and the signed
-links inside) to whoever can reach the app, and it is off unless the mailer writes files.
+links inside), so it answers only requests from this machine (127.0.0.1 or ::1; behind a proxy, the
+address uvicorn reports for the client), and it is off unless the mailer writes files.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from email.utils import getaddresses, parsedate_to_datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from starlette.responses import Response
 
 from outreach.bootstrap import Services
@@ -34,8 +35,23 @@ from outreach.mailers.dsn import parse_dsn
 from outreach.store.responses import Place, delivery_places
 from outreach.web.deps import get_services, templates
 
-router = APIRouter(prefix="/mailbox", include_in_schema=False)
 ServicesDep = Annotated[Services, Depends(get_services)]
+LOOPBACK = frozenset({"127.0.0.1", "::1"})
+
+
+def viewer_allowed(request: Request) -> None:
+    """The viewer answers only this machine (the demo's browser): from anywhere else, 403, as
+    captured messages carry members' signed links."""
+    client = request.client.host if request.client is not None else None
+    if client not in LOOPBACK:
+        raise HTTPException(
+            status_code=403, detail="The mailbox viewer is open only on the machine that runs it."
+        )
+
+
+router = APIRouter(
+    prefix="/mailbox", include_in_schema=False, dependencies=[Depends(viewer_allowed)]
+)
 
 MAX_LISTED = 2000
 HEAD_BYTES = 64 * 1024
