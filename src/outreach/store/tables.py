@@ -118,7 +118,7 @@ deliveries = Table(
     Column("sent_at", Timestamp(), nullable=True),
     Column("updated_at", Timestamp(), nullable=False),
     UniqueConstraint("campaign_id", "contact_id", "round"),
-    Index("ix_deliveries_claim", "campaign_id", "status", "next_attempt_at"),
+    Index("ix_deliveries_queue", "campaign_id", "round", "status", "id"),
 )
 
 events = Table(
