@@ -142,7 +142,9 @@ def test_release_gives_back_unsent_claims(database_url: str) -> None:
     ledger, _ = _ledger(database_url, 3)
     claimed = _claim(ledger, "w", 3)
     ledger.mark_sent(claimed[0], reply="250 ok", now=NOW)
-    ledger.release(claimed, now=NOW)  # the sent one is not touched
+    ledger.release(claimed, worker="someone else", now=NOW)  # not theirs: nothing changes
+    assert ledger.claimants(campaign_id="wrd") == {"w"}
+    ledger.release(claimed, worker="w", now=NOW)  # the sent one is not touched
     assert ledger.counts(campaign_id="wrd", round=0, now=NOW).by_status == {
         "sent": 1,
         "queued": 2,

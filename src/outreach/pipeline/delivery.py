@@ -354,7 +354,7 @@ class _Round:
 
     def _release(self, claimed: Sequence[ClaimedDelivery]) -> None:
         ids = [item.recipient.delivery_id for item in claimed]
-        self.ledger.release(ids, now=self.clock.now())
+        self.ledger.release(ids, worker=self.worker, now=self.clock.now())
 
     # -- results --------------------------------------------------------------------------
     def _settle(self, claimed: ClaimedDelivery, result: Result) -> None:

@@ -204,14 +204,19 @@ class SqlDeliveryLedger:
         settle it later (``store.events``)."""
         self.record([Outcome(delivery_id, UNKNOWN, error)], now=now)
 
-    def release(self, delivery_ids: list[int], *, now: datetime) -> None:
-        """Give claimed deliveries that were never handed over back to the queue."""
+    def release(self, delivery_ids: list[int], *, worker: str, now: datetime) -> None:
+        """Give ``worker``'s claimed deliveries that were never handed over back to the queue
+        (a claim another process recovered in the meantime is that process's now)."""
         if not delivery_ids:
             return
         with self.engine.begin() as connection:
             connection.execute(
                 update(deliveries)
-                .where(deliveries.c.id.in_(delivery_ids), deliveries.c.status == SENDING)
+                .where(
+                    deliveries.c.id.in_(delivery_ids),
+                    deliveries.c.status == SENDING,
+                    deliveries.c.claimed_by == worker,
+                )
                 .values(status=QUEUED, claimed_by=None, lease_until=None, updated_at=now)
             )
 
