@@ -353,7 +353,7 @@ class Server:
 
 
 @contextmanager
-def server(world: World, folder: Path, name: str) -> Iterator[Server]:
+def server(world: World, folder: Path, name: str, workers: int = 1) -> Iterator[Server]:
     """``outreach serve`` on a free port; stopped by its PID with SIGTERM, then waited for."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("OUTREACH_")}
@@ -364,9 +364,9 @@ def server(world: World, folder: Path, name: str) -> Iterator[Server]:
     )
     log = folder / f"{name}.log"
     with log.open("wb") as out:
+        command = [str(OUTREACH), "serve", "--no-scheduler", "--workers", str(workers)]
         process = subprocess.Popen(
-            [str(OUTREACH), "serve", "--no-scheduler", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", os.environ.get("OUTREACH_BENCH_SERVER_WORKERS", "1")],  # fmt: skip
+            [*command, "--host", "127.0.0.1", "--port", str(port)],
             env=env,
             cwd=folder,
             stdout=out,
@@ -611,7 +611,7 @@ def measure_clicks(world: World, folder: Path, args: argparse.Namespace) -> list
     clicked = events.c.kind == "clicked"
     for run in range(1, args.runs + 1):
         before = count(world.engine, events, clicked)
-        with server(world, folder, f"click-{run}") as running:
+        with server(world, folder, f"click-{run}", args.server_workers) as running:
             warm = run_wrk(running, script=script, lines=lines, mode="click", args=args, seconds=1)
             mark = CpuMark.now(running)
             result = run_wrk(
@@ -701,7 +701,7 @@ def measure_signs(folder: Path, args: argparse.Namespace) -> list[str]:
             world, folder / f"sign-{run}-timed.txt", mine[args.sign_capacity :], issued=issued
         )
         before = count(world.engine, responses)
-        with server(world, folder, f"sign-{run}") as running:
+        with server(world, folder, f"sign-{run}", args.server_workers) as running:
             warm = run_wrk(
                 running, script=script, lines=warm_lines, mode="sign", args=args, seconds=1
             )
@@ -751,7 +751,7 @@ def measure_signs(folder: Path, args: argparse.Namespace) -> list[str]:
 
 def measure_report(world: World, folder: Path, args: argparse.Namespace) -> list[str]:
     with (
-        server(world, folder, "report") as running,
+        server(world, folder, "report", args.server_workers) as running,
         httpx.Client(base_url=running.base_url, timeout=60) as client,
     ):
         form = client.get("/admin/login").text
@@ -794,6 +794,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5, help="wrk runs per measure")
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--server-workers", type=int, default=1, help="outreach serve --workers (processes)"
+    )
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--deliveries", type=int, default=10_000)
     parser.add_argument("--events", type=int, default=100_000)
