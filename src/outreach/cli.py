@@ -36,8 +36,8 @@ from outreach.errors import CampaignDefinitionError, ConfigurationError, Outreac
 from outreach.scheduler import start_scheduler
 from outreach.settings import Settings
 from outreach.store.admin_users import create_user
+from outreach.store.exports import csv_cell
 from outreach.store.leases import LeaseHeld
-from outreach.store.responses import csv_cell
 from outreach.web.server import serve as run_web
 
 app = typer.Typer(

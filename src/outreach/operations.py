@@ -28,14 +28,14 @@ from outreach.ports import OutgoingMessage
 from outreach.recovery import recover_claims
 from outreach.store.campaigns import campaign_state, save_campaign, set_campaign_state
 from outreach.store.contacts import ImportCounts, iter_contacts, upsert_contacts
-from outreach.store.reports import campaign_report
-from outreach.store.responses import (
+from outreach.store.exports import (
     DELIVERY_COLUMNS,
     RESPONSE_COLUMNS,
     iter_delivery_export,
     iter_response_rows,
-    response_summary,
 )
+from outreach.store.reports import campaign_report
+from outreach.store.responses import response_summary
 from outreach.store.suppressions import suppressed_addresses
 
 

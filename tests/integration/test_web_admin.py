@@ -36,12 +36,9 @@ from outreach.store.admin_users import (
 from outreach.store.campaigns import save_campaign
 from outreach.store.contacts import iter_contacts, upsert_contacts
 from outreach.store.deliveries import SqlDeliveryLedger
-from outreach.store.responses import (
-    iter_response_rows,
-    response_summary,
-    responses_report,
-    search_deliveries,
-)
+from outreach.store.exports import iter_response_rows
+from outreach.store.responses import response_summary, responses_report
+from outreach.store.search import search_deliveries
 from outreach.store.tables import deliveries, events, responses
 from outreach.web.charts import Bar, Series, bar_chart, line_chart
 

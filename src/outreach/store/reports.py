@@ -1,14 +1,16 @@
-"""Aggregates for send reports: deliveries by status, by region and by language."""
+"""Aggregates for send reports: deliveries by status, by region and by language, and the
+campaign list with each campaign's recipients, sends and responding organisations."""
 
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, distinct, func, select
 
 from outreach.domain.report import CampaignReport
-from outreach.store.tables import campaigns, contacts, deliveries, organisations
+from outreach.store.tables import campaigns, contacts, deliveries, organisations, responses
 
 
 def campaign_report(engine: Engine, campaign_id: str, *, round: int = 0) -> CampaignReport | None:
@@ -59,3 +61,64 @@ def sent_since(engine: Engine, campaign_id: str, since: datetime) -> int:
             )
             or 0
         )
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignLine:
+    id: str
+    name: str
+    state: str
+    created_at: datetime
+    recipients: int
+    sent: int
+    organisations: int
+    responded: int
+
+
+def campaign_lines(engine: Engine) -> list[CampaignLine]:
+    """Every campaign, newest first, with its recipients, sends and responding organisations."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                campaigns.c.id, campaigns.c.name, campaigns.c.state, campaigns.c.created_at
+            ).order_by(campaigns.c.created_at.desc())
+        ).all()
+        sends = {
+            row[0]: (row[1], row[2])
+            for row in connection.execute(
+                select(
+                    deliveries.c.campaign_id,
+                    func.count(),
+                    func.sum(case((deliveries.c.sent_at.is_not(None), 1), else_=0)),
+                )
+                .where(deliveries.c.round == 0)
+                .group_by(deliveries.c.campaign_id)
+            )
+        }
+        audience: dict[str, int] = dict(
+            connection.execute(
+                select(deliveries.c.campaign_id, func.count(distinct(contacts.c.organisation_id)))
+                .join(contacts, contacts.c.id == deliveries.c.contact_id)
+                .group_by(deliveries.c.campaign_id)
+            ).all()
+        )
+        answered: dict[str, int] = dict(
+            connection.execute(
+                select(
+                    responses.c.campaign_id, func.count(distinct(responses.c.organisation_id))
+                ).group_by(responses.c.campaign_id)
+            ).all()
+        )
+    return [
+        CampaignLine(
+            row.id,
+            row.name,
+            row.state,
+            row.created_at,
+            int(sends.get(row.id, (0, 0))[0]),
+            int(sends.get(row.id, (0, 0))[1] or 0),
+            int(audience.get(row.id, 0)),
+            int(answered.get(row.id, 0)),
+        )
+        for row in rows
+    ]

@@ -26,18 +26,16 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from outreach.bootstrap import Services
 from outreach.domain.delivery import CampaignState
 from outreach.scheduling import SchedulingError, pause_campaign, resume_campaign
-from outreach.store.reports import campaign_report
-from outreach.store.responses import (
+from outreach.store.exports import (
     DELIVERY_COLUMNS,
     RESPONSE_COLUMNS,
-    ResponsesReport,
-    campaign_lines,
     csv_cell,
     iter_delivery_export,
     iter_response_rows,
-    responses_report,
-    search_deliveries,
 )
+from outreach.store.reports import campaign_lines, campaign_report
+from outreach.store.responses import ResponsesReport, responses_report
+from outreach.store.search import search_deliveries
 from outreach.web.auth import (
     CSRF_FIELD,
     AdminSession,

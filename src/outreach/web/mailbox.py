@@ -32,7 +32,7 @@ from starlette.responses import Response
 from outreach.bootstrap import Services
 from outreach.errors import ConfigurationError
 from outreach.mailers.dsn import parse_dsn
-from outreach.store.responses import Place, delivery_places
+from outreach.store.search import Place, delivery_places
 from outreach.web.deps import get_services, templates
 
 ServicesDep = Annotated[Services, Depends(get_services)]
