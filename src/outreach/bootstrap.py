@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
@@ -12,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from outreach.domain.campaign import Campaign
+from outreach.identity import worker_name
 from outreach.mailers.dsn import open_mailer
 from outreach.pipeline.campaigns import load_campaign
 from outreach.pipeline.delivery import SendPolicy
@@ -78,7 +77,7 @@ class Services:
 
     @property
     def worker_name(self) -> str:
-        return f"{socket.gethostname()}:{os.getpid()}"
+        return worker_name()
 
     def load_campaign(self, path: Path) -> Campaign:
         return load_campaign(path, templates=self.templates)

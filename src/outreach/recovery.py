@@ -1,7 +1,8 @@
 """Recovering the deliveries of a sender that died: at once when it ran on this machine.
 
 Every sender marks the deliveries it claims ``sending`` under its worker name,
-``host:pid`` (``Services.worker_name``). When a process is killed (``kill -9``, a crash, a
+``host:pid`` (``identity.worker_name``; the host is ``identity.this_host``, which tells apart
+machines and containers that share a hostname). When a process is killed (``kill -9``, a crash, a
 power cut), its claims stay ``sending`` until their lease runs out, ten minutes later. A sender
 that starts on the same machine need not wait: when the claimant's host is this host and its
 process no longer exists, its claims are recovered now. Claimants on other machines (their
@@ -17,11 +18,11 @@ from __future__ import annotations
 import logging
 import os
 import re
-import socket
 from collections.abc import Iterable
 from pathlib import Path
 
 from outreach.bootstrap import Services
+from outreach.identity import this_host
 
 log = logging.getLogger("outreach.recovery")
 
@@ -59,7 +60,7 @@ def dead_claimants(claimants: Iterable[str], *, hostname: str | None = None) -> 
     """The worker names (``host:pid``) among ``claimants`` whose process ran on this machine
     and is gone. Names of other machines, and names that are not ``host:pid``, are left out:
     their claims wait for their lease."""
-    here = hostname if hostname is not None else socket.gethostname()
+    here = hostname if hostname is not None else this_host()
     dead = set()
     for name in claimants:
         host, _, pid = name.rpartition(":")
@@ -75,7 +76,7 @@ def holder_gone(holder: str, *, hostname: str | None = None) -> bool:
     match = _HOLDER.match(holder)
     if match is None:
         return False
-    here = hostname if hostname is not None else socket.gethostname()
+    here = hostname if hostname is not None else this_host()
     local = _local_pid(match["host"], match["pid"], here)
     return local is not None and process_gone(local)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -40,6 +39,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from outreach import jobs
 from outreach.bootstrap import Services
+from outreach.identity import this_host
 from outreach.runs import finish_interrupted, round_label
 from outreach.scheduling import JobBook, restore_jobs, send_job_id
 from outreach.store.leases import acquire, release, renew
@@ -62,7 +62,7 @@ _running_guard = threading.Lock()
 
 def holder_name() -> str:
     """Who holds the lease: process, host, and a token telling two schedulers of one apart."""
-    return f"pid {os.getpid()} on {socket.gethostname()} ({secrets.token_hex(3)})"
+    return f"pid {os.getpid()} on {this_host()} ({secrets.token_hex(3)})"
 
 
 def _new_scheduler(services: Services, *, workers: int) -> BackgroundScheduler:
