@@ -1,12 +1,13 @@
 """Rendering: a campaign and its templates become one precompiled ``Variant`` per language.
 
 The expensive work happens once per campaign and language in ``compile_campaign``: Jinja2 renders
-the templates with every shared text (news rendered from Markdown and sanitised, dates and
-numbers formatted for the language, localised labels), while each per-recipient value (contact
-name, city, every link) is rendered as a unique alphanumeric marker. premailer then inlines the
-CSS of that page once, and the result is cut at the markers into literal segments and slots.
-``personalise`` is then a plain join of segments and escaped values: no template engine, no CSS
-inliner and no HTML-to-text conversion runs per recipient.
+the templates with every shared text of the template context (``pipeline.context``: news
+rendered from Markdown and sanitised, dates and numbers formatted for the language, localised
+labels), while each per-recipient value (contact name, city, every link) is rendered as a unique
+alphanumeric marker. premailer then inlines the CSS of that page once, and the result is cut at
+the markers into literal segments and slots. ``personalise`` is then a plain join of segments and
+escaped values: no template engine, no CSS inliner and no HTML-to-text conversion runs per
+recipient.
 
 ``render_reference`` is the slow, direct path (Jinja2 with the real values, then premailer) that
 tests compare ``personalise`` against and the benchmark uses as its baseline.
@@ -19,96 +20,21 @@ import logging
 import re
 import secrets
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
-import nh3
-from babel import Locale, UnknownLocaleError
-from babel.dates import format_date
-from babel.numbers import format_decimal
 from jinja2.sandbox import SandboxedEnvironment
-from markdown_it import MarkdownIt
-from markdown_it.token import Token
-from markupsafe import Markup
 from premailer import Premailer
 
-from outreach.domain.campaign import Campaign, CtaKind, NewsItem, Reminder, localise
+from outreach.domain.campaign import Campaign, CtaKind, Reminder
 from outreach.domain.delivery import Recipient
 from outreach.errors import RenderError
+from outreach.pipeline.context import strings_for, template_context
 from outreach.pipeline.tokens import LinkPurpose, LinkSigner
-
-STRINGS: dict[str, dict[str, str]] = {
-    "en": {
-        "greeting": "Dear {name},",
-        "anonymous_name": "colleague",
-        "anonymous_city": "your city",
-        "news_for": "News for {city}",
-        "news_heading": "News",
-        "cta_heading": "Take action",
-        "read_more": "Read more",
-        "unsubscribe": "Unsubscribe",
-        "unsubscribe_prompt": "No longer wish to receive these emails?",
-        "footer_reason": "You receive this email as a contact of {city}.",
-        "sent_by": "Sent by {sender}",
-        "reminder_lead": "A short reminder: we have not yet received an answer from {city}.",
-        "reminder_ask": "It takes less than a minute, and every city that joins counts.",
-        "signed_one": "{cities} has already signed.",
-        "signed_many": "{cities} have already signed.",
-        "other_cities_one": "{count} other city",
-        "other_cities_many": "{count} other cities",
-        "and": "and",
-        "colon": ":",
-    },
-    "fr": {
-        "greeting": "Bonjour {name},",
-        "anonymous_name": "à vous",
-        "anonymous_city": "votre ville",
-        "news_for": "Actualités pour {city}",
-        "news_heading": "Actualités",
-        "cta_heading": "Passez à l'action",
-        "read_more": "Lire la suite",
-        "unsubscribe": "Se désabonner",
-        "unsubscribe_prompt": "Vous ne souhaitez plus recevoir ces courriels ?",
-        "footer_reason": "Vous recevez ce courriel en tant que contact de {city}.",
-        "sent_by": "Envoyé par {sender}",
-        "reminder_lead": "Petit rappel : nous n'avons pas encore reçu de réponse de {city}.",
-        "reminder_ask": (
-            "Cela prend moins d'une minute, et chaque ville qui se joint à nous compte."
-        ),
-        "signed_one": "{cities} a déjà signé.",
-        "signed_many": "{cities} ont déjà signé.",
-        "other_cities_one": "{count} autre ville",
-        "other_cities_many": "{count} autres villes",
-        "and": "et",
-        "colon": " :",
-    },
-    "es": {
-        "greeting": "Estimado/a {name}:",
-        "anonymous_name": "colega",
-        "anonymous_city": "su ciudad",
-        "news_for": "Noticias para {city}",
-        "news_heading": "Noticias",
-        "cta_heading": "Pase a la acción",
-        "read_more": "Leer más",
-        "unsubscribe": "Darse de baja",
-        "unsubscribe_prompt": "¿Ya no desea recibir estos correos?",
-        "footer_reason": "Recibe este correo como contacto de {city}.",
-        "sent_by": "Enviado por {sender}",
-        "reminder_lead": "Un breve recordatorio: aún no hemos recibido respuesta de {city}.",
-        "reminder_ask": "Le llevará menos de un minuto, y cada ciudad que se suma cuenta.",
-        "signed_one": "{cities} ya ha firmado.",
-        "signed_many": "{cities} ya han firmado.",
-        "other_cities_one": "otra ciudad",
-        "other_cities_many": "otras {count} ciudades",
-        "and": "y",
-        "colon": ":",
-    },
-}
-MAX_NAMED_SIGNATORIES = 5
 
 _PREMAILER_OPTIONS: dict[str, object] = {
     "allow_network": False,
@@ -120,16 +46,6 @@ _PREMAILER_OPTIONS: dict[str, object] = {
     "keep_style_tags": False,
     "cssutils_logging_level": logging.CRITICAL,
 }
-_SANITISED_TAGS = {
-    "p", "br", "strong", "em", "b", "i", "a", "ul", "ol", "li", "blockquote",
-    "h3", "h4", "code", "pre", "hr",
-}  # fmt: skip
-_MARKDOWN = MarkdownIt("commonmark", {"html": False})
-_RESERVED = frozenset(
-    {"campaign", "sender", "lang", "t", "subject", "preheader", "contact", "intro_html",
-     "intro_text", "news", "ctas", "sign_ctas", "unsubscribe_url", "open_pixel_url",
-     "signatories_line"}
-)  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,11 +114,6 @@ class CompiledCampaign:
             return self.variants[language]
         base = (language or "").split("-")[0]
         return self.variants.get(base, self.variants[self.default])
-
-
-def strings_for(language: str) -> dict[str, str]:
-    """The template UI strings of ``language``, falling back to its base language, then English."""
-    return STRINGS.get(language) or STRINGS.get(language.split("-")[0]) or STRINGS["en"]
 
 
 def available_templates(templates_dir: Path) -> set[str]:
@@ -306,7 +217,7 @@ def compile_campaign(
     )
     variants = {}
     for language in campaign.languages:
-        context = _context(
+        context = template_context(
             campaign,
             language=language,
             personal=personal,
@@ -349,7 +260,7 @@ def render_reference(
     environment = _environment(Path(templates_dir))
     language = campaign.language_for(recipient.language)
     strings = strings_for(language)
-    context = _context(
+    context = template_context(
         campaign,
         language=language,
         personal={
@@ -433,180 +344,3 @@ def _inline(page: str, template: str) -> str:
     except Exception as err:  # premailer and cssutils raise many unrelated types
         raise RenderError(f"{template}: the CSS could not be inlined: {err}") from err
     return inlined
-
-
-# --- the template context ------------------------------------------------------------------
-
-
-def _context(
-    campaign: Campaign,
-    *,
-    language: str,
-    personal: Mapping[str, str],
-    links: Links,
-    extra_context: Mapping[str, object] | None,
-    reminder: Reminder | None,
-) -> dict[str, object]:
-    default = campaign.default_language
-    strings = strings_for(language)
-    texts = campaign.messages.get(language) or campaign.messages[default]
-    subject, preheader = texts.subject, texts.preheader
-    if reminder is not None:
-        subject = localise(reminder.subject, language, default)
-        preheader = localise(reminder.preheader, language, default)
-    ctas = [
-        {
-            "id": cta.id,
-            "kind": str(cta.kind),
-            "label": localise(cta.label, language, default),
-            "url": _cta_url(links, cta.id),
-            "statement_title": (
-                localise(cta.statement.title, language, default) if cta.statement else ""
-            ),
-        }
-        for cta in campaign.calls_to_action
-    ]
-    extra = dict(extra_context or {})
-    clashes = sorted(_RESERVED & extra.keys())
-    if clashes:
-        raise RenderError(f"extra template values may not replace {', '.join(clashes)}")
-    intro = localise(campaign.intro, language, default)
-    return {
-        **extra,
-        "campaign": {"id": campaign.id, "name": campaign.name},
-        "sender": {"name": campaign.sender.name, "address": str(campaign.sender.address)},
-        "lang": language,
-        "t": strings,
-        "subject": subject,
-        "preheader": preheader,
-        "contact": personal,
-        "intro_html": _markdown_html(intro),
-        "intro_text": _markdown_text(intro),
-        "news": [_news_card(item, language, default) for item in campaign.news],
-        "ctas": ctas,
-        "sign_ctas": [c for c in ctas if c["kind"] == CtaKind.SIGN],
-        "unsubscribe_url": links.unsubscribe,
-        "open_pixel_url": links.open_pixel,
-        "signatories_line": _signatories_line(extra, language, strings),
-    }
-
-
-def _cta_url(links: Links, cta_id: str) -> str:
-    url = links.cta.get(cta_id)
-    if url is None:
-        raise RenderError(f"no link for the call to action {cta_id!r}")
-    return url
-
-
-def _news_card(item: NewsItem, language: str, default: str) -> dict[str, object]:
-    body = localise(item.body, language, default)
-    return {
-        "title": localise(item.title, language, default),
-        "date": format_day(item.date, language) if item.date else "",
-        "image": str(item.image) if item.image else "",
-        "image_alt": localise(item.image_alt, language, default),
-        "link": str(item.link) if item.link else "",
-        "body_html": _markdown_html(body),
-        "body_text": _markdown_text(body),
-    }
-
-
-@lru_cache(maxsize=64)
-def _locale(language: str) -> Locale:
-    try:
-        return Locale.parse(language, sep="-")
-    except (UnknownLocaleError, ValueError):
-        return Locale.parse("en")
-
-
-def format_day(day: date, language: str) -> str:
-    """A date written out for ``language``, e.g. ``20 June 2018`` / ``20 de junio de 2018``."""
-    return format_date(day, format="long", locale=_locale(language))
-
-
-def _signatories_line(extra: Mapping[str, object], language: str, strings: dict[str, str]) -> str:
-    names = extra.get("signatories")
-    if not names:
-        return ""
-    if isinstance(names, str) or not isinstance(names, Sequence):
-        raise RenderError("'signatories' must be a list of city names")
-    shown = [str(n) for n in names[:MAX_NAMED_SIGNATORIES]]
-    count = extra.get("signatory_count", len(names))
-    if not isinstance(count, int) or count < len(shown):
-        raise RenderError("'signatory_count' must be a whole number at least the names given")
-    locale = _locale(language)
-    others = count - len(shown)
-    items = list(shown)
-    if others:
-        key = "other_cities_one" if others == 1 else "other_cities_many"
-        items.append(strings[key].format(count=format_decimal(others, locale=locale)))
-    phrase = (
-        items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {strings['and']} {items[-1]}"
-    )
-    return strings["signed_one" if len(items) == 1 else "signed_many"].format(cities=phrase)
-
-
-# --- Markdown ------------------------------------------------------------------------------
-
-
-def _markdown_html(source: str) -> Markup:
-    """Markdown as sanitised HTML (raw HTML in the source is not passed through)."""
-    if not source.strip():
-        return Markup("")
-    rendered = _MARKDOWN.render(source)
-    clean = nh3.clean(
-        rendered,
-        tags=_SANITISED_TAGS,
-        attributes={"a": {"href", "title"}},
-        url_schemes={"http", "https", "mailto"},
-    )
-    return Markup(clean)  # sanitised by nh3 just above
-
-
-def _markdown_text(source: str) -> str:
-    """Markdown as readable plain text: emphasis dropped, links written out after their text."""
-    out: list[str] = []
-    numbers: list[int] = []
-    for token in _MARKDOWN.parse(source):
-        kind = token.type
-        if kind == "inline":
-            out.append(_inline_text(token.children or []))
-        elif kind in ("paragraph_close", "heading_close"):
-            out.append("\n" if token.hidden else "\n\n")
-        elif kind == "ordered_list_open":
-            numbers.append(int(str(token.attrs.get("start", 1))))
-        elif kind == "bullet_list_open":
-            numbers.append(0)
-        elif kind in ("bullet_list_close", "ordered_list_close"):
-            numbers.pop()
-            out.append("\n")
-        elif kind == "list_item_open":
-            if numbers and numbers[-1]:
-                out.append(f"{numbers[-1]}. ")
-                numbers[-1] += 1
-            else:
-                out.append("- ")
-        elif kind in ("fence", "code_block"):
-            out.append(token.content + "\n")
-        elif kind == "hr":
-            out.append("----\n\n")
-    return re.sub(r"\n{3,}", "\n\n", "".join(out)).strip()
-
-
-def _inline_text(children: list[Token]) -> str:
-    out: list[str] = []
-    hrefs: list[str] = []
-    for child in children:
-        if child.type in ("text", "code_inline"):
-            out.append(child.content)
-        elif child.type in ("softbreak", "hardbreak"):
-            out.append("\n")
-        elif child.type == "link_open":
-            hrefs.append(str(child.attrs.get("href", "")))
-        elif child.type == "link_close" and hrefs:
-            href = hrefs.pop()
-            if href.startswith(("http://", "https://", "mailto:")):
-                out.append(f" <{href.removeprefix('mailto:')}>")
-        elif child.type == "image":
-            out.append(child.content)
-    return "".join(out)
