@@ -63,9 +63,10 @@ class Services:
     def policy(self) -> SendPolicy:
         settings = self.settings
         return SendPolicy(
-            # recovering as `unknown` marks whatever a killed sender had claimed: claiming one
-            # delivery at a time keeps that to the messages it had in hand
-            batch_size=1 if settings.recover_as == "unknown" else settings.batch_size,
+            batch_size=settings.batch_size,
+            # recovering as `unknown` must know which claims a killed sender had begun to hand
+            # over: each hand-over is recorded first
+            mark_hand_over=settings.recover_as == "unknown",
             max_attempts=settings.max_attempts,
             retry_base=timedelta(seconds=settings.retry_base_seconds),
             limits=RateLimits(

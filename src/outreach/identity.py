@@ -24,9 +24,11 @@ def this_host() -> str:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
         namespace = os.readlink("/proc/self/ns/pid")
     except OSError:
-        return socket.gethostname()
+        return socket.gethostname()[:48]
     tag = hashlib.sha256(f"{boot} {namespace}".encode()).hexdigest()[:6]
-    return f"{socket.gethostname()}~{tag}"
+    # the tag tells machines apart; the hostname, shortened so that a worker name fits the
+    # 64 characters the store keeps for it, is for people
+    return f"{socket.gethostname()[:48]}~{tag}"
 
 
 def worker_name() -> str:

@@ -234,6 +234,10 @@ class DeliveryLedger(Protocol):
         self, delivery_ids: Sequence[int], *, worker: str, until: datetime, now: datetime
     ) -> set[int]: ...
 
+    def handing_over(
+        self, delivery_ids: Sequence[int], *, worker: str, now: datetime
+    ) -> set[int]: ...
+
     def recover(
         self,
         *,

@@ -9,8 +9,9 @@ process no longer exists, its claims are recovered now. Claimants on other machi
 processes cannot be seen from here) are recovered when their lease runs out.
 
 Recovered deliveries go back to the queue (``recover_as = "queue"``: a message the dead
-process had handed over but not yet recorded may go out a second time), or are marked
-``unknown`` (``recover_as = "unknown"``: never twice, but a person must look at them).
+process had handed over but not yet recorded may go out a second time). With ``recover_as =
+"unknown"`` the sender records each hand-over before it happens, and recovery marks those
+``unknown`` (never twice, but a person must look at them) and queues the rest.
 """
 
 from __future__ import annotations
@@ -98,6 +99,10 @@ def recover_claims(services: Services, campaign_id: str) -> int:
             campaign_id,
             recovered,
             f" ({', '.join(sorted(dead))}, no longer running)" if dead else "",
-            "marked unknown" if services.settings.recover_as == "unknown" else "queued again",
+            (
+                "recovered: those it had begun to hand over marked unknown, the rest queued again"
+                if services.settings.recover_as == "unknown"
+                else "queued again"
+            ),
         )
     return recovered

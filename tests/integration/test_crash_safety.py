@@ -118,7 +118,7 @@ def test_killed_again_and_again_every_member_gets_it(
         assert sent <= set(counts)  # recorded sent: the server has it
         assert set(counts) | unknown == everyone  # the rest is marked for a person to check
         assert unknown
-        # senders claim one delivery at a time in this mode: what is marked unknown without
+        # senders record each hand-over first in this mode: what is marked unknown without
         # having reached the server is at most the one message each sender had in hand
         assert len(unknown - set(counts)) <= len(killed_after) * SENDERS
 

@@ -131,11 +131,24 @@ def test_a_renewed_lease_is_not_recovered_and_a_recovered_claim_is_not_renewed(
     assert ledger.claimants(campaign_id="wrd") == {"slow", "other"}
 
 
-def test_recover_as_unknown_when_a_second_copy_is_worse(database_url: str) -> None:
-    ledger, _ = _ledger(database_url, 2)
-    _claim(ledger, "dead", 2)
-    assert ledger.recover(campaign_id="wrd", as_unknown=True, now=NOW + LEASE * 2) == 2
-    assert ledger.counts(campaign_id="wrd", round=0, now=NOW).by_status == {"unknown": 2}
+def test_recover_as_unknown_marks_only_what_was_being_handed_over(database_url: str) -> None:
+    ledger, _ = _ledger(database_url, 5)
+    claimed = _claim(ledger, "dead", 5)
+    assert ledger.handing_over(claimed[:2], worker="dead", now=NOW) == set(claimed[:2])
+    assert ledger.handing_over(claimed[2:], worker="someone else", now=NOW) == set()
+    assert ledger.recover(campaign_id="wrd", as_unknown=True, now=NOW + LEASE * 2) == 5
+    counts = ledger.counts(campaign_id="wrd", round=0, now=NOW)
+    assert counts.by_status == {"unknown": 2, "queued": 3}
+
+    # a delivery claimed again starts unmarked: only its own hand-over counts
+    again = _claim(ledger, "next", 5, now=NOW + LEASE * 2)
+    assert len(again) == 3
+    later = NOW + LEASE * 5
+    assert ledger.recover(campaign_id="wrd", as_unknown=True, now=later) == 3
+    assert ledger.counts(campaign_id="wrd", round=0, now=later).by_status == {
+        "unknown": 2,
+        "queued": 3,
+    }
 
 
 def test_release_gives_back_unsent_claims(database_url: str) -> None:

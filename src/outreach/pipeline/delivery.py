@@ -10,7 +10,9 @@ takes a whole chunk in one call, each message keeping its own result.
 A claim is leased (``SendPolicy.lease``); a sender kept waiting by the rate limits renews the
 lease of what it still holds, and leaves alone what another process recovered meanwhile. A
 message whose recipient domain's turn is not yet due goes back to the queue until then (its
-turn kept), so one busy domain does not hold every sender up.
+turn kept), so one busy domain does not hold every sender up. With ``mark_hand_over`` each
+hand-over is recorded (committed, several senders' at once) before it happens, so that a crash
+leaves exactly those deliveries in doubt.
 
 - temporary failure: back to the queue with exponential backoff and jitter (``Retry-After``
   honoured), failed after ``max_attempts``;
@@ -88,6 +90,9 @@ class SendPolicy:
     # a message whose domain's turn is further away than this (seconds) goes back to the queue
     # until then, so senders are not all kept waiting by one busy domain
     max_domain_wait: float = 0.05
+    # record each hand-over before it happens, so that recovery can mark exactly those
+    # deliveries `unknown` (OUTREACH_RECOVER_AS=unknown); senders ready at once share a commit
+    mark_hand_over: bool = False
     # how often a sender asks whether the campaign was paused elsewhere
     stop_check_interval: float = 0.25
     limits: RateLimits = field(default_factory=RateLimits)
@@ -176,6 +181,7 @@ class _Round:
         self.sleep = sleep
         self.pacer = Pacer(policy.limits, sleep=sleep)
         self.recorder = _Recorder(campaign_id, ledger, clock, policy.commit_every)
+        self.marks = _HandOverMarks(self)
         self.summary = SendSummary()
         self.fatal: ConfigurationError | None = None
         self.consecutive_failures = 0
@@ -305,6 +311,8 @@ class _Round:
             lease.check(chunk[position:])
             if claimed.recipient.delivery_id in lease.lost:
                 continue
+            if self.policy.mark_hand_over and not await self.marks.mark(claimed):
+                continue  # recovered by another process meanwhile: theirs now
             try:
                 result: Result = await self.mailer.send(message)
             except DeliveryError as err:
@@ -330,6 +338,13 @@ class _Round:
             await self.pacer.acquire(message.recipient)
         lease.check([claimed for claimed, _ in ready])
         ready = [(c, m) for c, m in ready if c.recipient.delivery_id not in lease.lost]
+        if ready and self.policy.mark_hand_over:
+            held = self.ledger.handing_over(
+                [c.recipient.delivery_id for c, _ in ready],
+                worker=self.worker,
+                now=self.clock.now(),
+            )
+            ready = [(c, m) for c, m in ready if c.recipient.delivery_id in held]
         if not ready:
             return
         try:
@@ -463,6 +478,41 @@ class _Lease:
                 len(lost - self.lost),
             )
         self.lost |= lost
+
+
+class _HandOverMarks:
+    """Records that senders are about to hand messages over, committed before they do
+    (``SendPolicy.mark_hand_over``). The senders that ask in the same turn of the event loop
+    share one transaction; each waits for it, then hands its message over."""
+
+    def __init__(self, round: _Round) -> None:
+        self.round = round
+        self.pending: list[tuple[int, asyncio.Future[bool]]] = []
+
+    async def mark(self, claimed: ClaimedDelivery) -> bool:
+        """Whether the mark is committed and the delivery still this sender's."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
+        if not self.pending:
+            loop.call_soon(self._write)
+        self.pending.append((claimed.recipient.delivery_id, future))
+        return await future
+
+    def _write(self) -> None:
+        batch, self.pending = self.pending, []
+        run = self.round
+        try:
+            held = run.ledger.handing_over(
+                [delivery_id for delivery_id, _ in batch], worker=run.worker, now=run.clock.now()
+            )
+        except Exception as err:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(err)
+            return
+        for delivery_id, future in batch:
+            if not future.done():
+                future.set_result(delivery_id in held)
 
 
 async def send_round(

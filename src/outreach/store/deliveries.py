@@ -125,6 +125,7 @@ class SqlDeliveryLedger:
                         status=SENDING,
                         claimed_by=worker,
                         lease_until=now + lease,
+                        handed_over_at=None,
                         updated_at=now,
                     )
                     .returning(deliveries.c.id)
@@ -220,6 +221,26 @@ class SqlDeliveryLedger:
                 .values(status=QUEUED, claimed_by=None, lease_until=None, updated_at=now)
             )
 
+    def handing_over(self, delivery_ids: Sequence[int], *, worker: str, now: datetime) -> set[int]:
+        """Record, committed, that ``worker`` is about to hand these claimed deliveries over
+        (only with ``recover_as = "unknown"``: recovery marks exactly these ``unknown`` if the
+        worker dies). Returns the ids it still holds; the others must not be sent."""
+        if not delivery_ids:
+            return set()
+        with self.engine.begin() as connection:
+            return set(
+                connection.scalars(
+                    update(deliveries)
+                    .where(
+                        deliveries.c.id.in_(list(delivery_ids)),
+                        deliveries.c.status == SENDING,
+                        deliveries.c.claimed_by == worker,
+                    )
+                    .values(handed_over_at=now)
+                    .returning(deliveries.c.id)
+                )
+            )
+
     def renew(
         self, delivery_ids: Sequence[int], *, worker: str, until: datetime, now: datetime
     ) -> set[int]:
@@ -251,22 +272,28 @@ class SqlDeliveryLedger:
         dead_workers: Collection[str] = (),
     ) -> int:
         """Deliveries left in ``sending`` by a process that died (its lease ran out, or it is
-        known dead): back to the queue, or ``unknown`` when a second copy is worse than none."""
-        status = DeliveryStatus.UNKNOWN.value if as_unknown else QUEUED
+        known dead): back to the queue; or, ``as_unknown``, those it had begun to hand over
+        (``handing_over``) are marked ``unknown``, as a second copy is worse than none, and
+        the rest go back to the queue."""
         gone = or_(deliveries.c.lease_until.is_(None), deliveries.c.lease_until < now)
         if dead_workers:
             gone = or_(gone, deliveries.c.claimed_by.in_(list(dead_workers)))
+        left = and_(deliveries.c.campaign_id == campaign_id, deliveries.c.status == SENDING, gone)
+        released = {"claimed_by": None, "lease_until": None, "updated_at": now}
+        recovered = 0
         with self.engine.begin() as connection:
-            result = connection.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.campaign_id == campaign_id,
-                    deliveries.c.status == SENDING,
-                    gone,
+            if as_unknown:
+                result = connection.execute(
+                    update(deliveries)
+                    .where(left, deliveries.c.handed_over_at.is_not(None))
+                    .values(status=UNKNOWN, **released)
                 )
-                .values(status=status, claimed_by=None, lease_until=None, updated_at=now)
+                recovered += result.rowcount or 0
+            result = connection.execute(
+                update(deliveries).where(left).values(status=QUEUED, **released)
             )
-        return result.rowcount or 0
+            recovered += result.rowcount or 0
+        return recovered
 
     def claimants(self, *, campaign_id: str) -> set[str]:
         """Workers that hold deliveries of this campaign in ``sending``."""

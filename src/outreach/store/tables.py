@@ -114,6 +114,9 @@ deliveries = Table(
     Column("next_attempt_at", Timestamp(), nullable=True),
     Column("claimed_by", String(64), nullable=True),
     Column("lease_until", Timestamp(), nullable=True),
+    # set just before a claimed delivery is handed over, when recovery marks such deliveries
+    # `unknown` (OUTREACH_RECOVER_AS=unknown); cleared by the next claim
+    Column("handed_over_at", Timestamp(), nullable=True),
     Column("queued_at", Timestamp(), nullable=False),
     Column("sent_at", Timestamp(), nullable=True),
     Column("updated_at", Timestamp(), nullable=False),
