@@ -241,7 +241,8 @@ def single_run(
 
 async def _loop_run(contacts: int, url: str) -> tuple[float, int]:
     from outreach.domain.campaign import Campaign
-    from outreach.pipeline.delivery import SendPolicy, send_round
+    from outreach.pipeline.delivery import send_round
+    from outreach.pipeline.sending import SendPolicy
     from outreach.ports import NewDelivery
     from outreach.store.campaigns import save_campaign
     from outreach.store.contacts import upsert_contacts

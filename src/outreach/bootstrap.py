@@ -13,9 +13,9 @@ from outreach.domain.campaign import Campaign
 from outreach.identity import worker_name
 from outreach.mailers.dsn import open_mailer
 from outreach.pipeline.campaigns import load_campaign
-from outreach.pipeline.delivery import SendPolicy
 from outreach.pipeline.ratelimit import RateLimits
 from outreach.pipeline.render import CompiledCampaign, available_templates, compile_campaign
+from outreach.pipeline.sending import SendPolicy
 from outreach.pipeline.tokens import LinkSigner
 from outreach.ports import Mailer
 from outreach.settings import Settings

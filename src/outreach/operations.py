@@ -21,9 +21,10 @@ from outreach.domain.delivery import CampaignState, Recipient
 from outreach.domain.report import CampaignReport
 from outreach.errors import AudienceError, Problem
 from outreach.pipeline.contacts import read_contacts_csv
-from outreach.pipeline.delivery import OnResult, SendSummary, send_round
+from outreach.pipeline.delivery import OnResult, send_round
 from outreach.pipeline.outbox import EnqueueSummary, PlannedRecipient, enqueue, plan
 from outreach.pipeline.personalise import message_factory
+from outreach.pipeline.sending import SendSummary
 from outreach.ports import OutgoingMessage
 from outreach.recovery import recover_claims
 from outreach.store.campaigns import campaign_state, save_campaign, set_campaign_state

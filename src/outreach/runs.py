@@ -37,11 +37,12 @@ from outreach.domain.campaign import Campaign, CtaKind
 from outreach.domain.delivery import CampaignState
 from outreach.errors import ConfigurationError, OutreachError
 from outreach.notify import RoundFigures, report_link, summary_text, tell_admins
-from outreach.pipeline.delivery import BuildMessage, SendSummary, send_round
+from outreach.pipeline.delivery import BuildMessage, send_round
 from outreach.pipeline.outbox import enqueue, plan
 from outreach.pipeline.personalise import message_factory
 from outreach.pipeline.render import compile_campaign
 from outreach.pipeline.schedule import due_instant, duration_text, group_key
+from outreach.pipeline.sending import SendSummary
 from outreach.ports import NewDelivery
 from outreach.recovery import recover_claims
 from outreach.store.campaigns import campaign_state

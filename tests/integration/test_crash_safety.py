@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from outreach.cli import app
-from outreach.pipeline.delivery import SendPolicy
+from outreach.pipeline.sending import SendPolicy
 from tests.support.processes import (
     CAMPAIGN,
     CAMPAIGN_ID,

@@ -16,9 +16,10 @@ from outreach.bootstrap import Services
 from outreach.cli import app
 from outreach.mailers.memory import MemoryMailer
 from outreach.operations import queue_campaign
-from outreach.pipeline.delivery import SendPolicy, SendSummary, send_round
+from outreach.pipeline.delivery import send_round
 from outreach.pipeline.personalise import message_factory
 from outreach.pipeline.ratelimit import RateLimits
+from outreach.pipeline.sending import SendPolicy, SendSummary
 from outreach.settings import Settings
 from tests.conftest import REPO
 from tests.support.processes import CAMPAIGN, CAMPAIGN_ID, environment, received, write_audience

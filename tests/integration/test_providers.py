@@ -38,8 +38,9 @@ from outreach.mailers.mailgun import MailgunMailer
 from outreach.mailers.postmark import PostmarkMailer
 from outreach.mailers.sendgrid import SendGridMailer
 from outreach.operations import queue_campaign
-from outreach.pipeline.delivery import SendPolicy, send_round
+from outreach.pipeline.delivery import send_round
 from outreach.pipeline.personalise import message_factory
+from outreach.pipeline.sending import SendPolicy
 from outreach.pipeline.tokens import LinkSigner
 from outreach.ports import BatchMailer, OutgoingMessage
 from outreach.settings import Settings

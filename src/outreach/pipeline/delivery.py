@@ -12,7 +12,9 @@ lease of what it still holds, and leaves alone what another process recovered me
 message whose recipient domain's turn is not yet due goes back to the queue until then (its
 turn kept), so one busy domain does not hold every sender up. With ``mark_hand_over`` each
 hand-over is recorded (committed, several senders' at once) before it happens, so that a crash
-leaves exactly those deliveries in doubt.
+leaves exactly those deliveries in doubt. These records of what a sender holds (results, lease
+renewals, hand-over marks) are kept by ``pipeline.claims``; ``SendPolicy`` and the round's
+``SendSummary`` are in ``pipeline.sending``.
 
 - temporary failure: back to the queue with exponential backoff and jitter (``Retry-After``
   honoured), failed after ``max_attempts``;
@@ -29,11 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from outreach.domain.delivery import DeliveryStatus, Recipient
@@ -45,7 +44,9 @@ from outreach.errors import (
     TemporaryDeliveryError,
     UnknownDeliveryError,
 )
-from outreach.pipeline.ratelimit import Pacer, RateLimits, is_throttling
+from outreach.pipeline.claims import Claimant, ClaimLease, HandOverMarks, ResultRecorder
+from outreach.pipeline.ratelimit import Pacer, is_throttling
+from outreach.pipeline.sending import SendPolicy, SendSummary
 from outreach.ports import (
     BatchMailer,
     ClaimedDelivery,
@@ -70,83 +71,6 @@ QUEUED = DeliveryStatus.QUEUED.value
 FAILED = DeliveryStatus.FAILED.value
 UNKNOWN = DeliveryStatus.UNKNOWN.value
 SUPPRESSED = DeliveryStatus.SUPPRESSED.value
-
-
-@dataclass(frozen=True, slots=True)
-class SendPolicy:
-    # deliveries one sender claims at once (a batch mailer takes up to its own max_batch)
-    batch_size: int = 20
-    max_attempts: int = 5
-    retry_base: timedelta = timedelta(seconds=30)
-    retry_cap: timedelta = timedelta(hours=1)
-    lease: timedelta = timedelta(minutes=10)
-    # a retry due later than this is left in the queue for a later run (or the worker)
-    max_retry_wait: timedelta = timedelta(minutes=5)
-    # this many temporary failures in a row stop the round: the server is not well
-    max_consecutive_failures: int = 50
-    # results are committed in groups of this many, or after this many seconds
-    commit_every: int = 32
-    commit_interval: float = 0.05
-    # a message whose domain's turn is further away than this (seconds) goes back to the queue
-    # until then, so senders are not all kept waiting by one busy domain
-    max_domain_wait: float = 0.05
-    # record each hand-over before it happens, so that recovery can mark exactly those
-    # deliveries `unknown` (OUTREACH_RECOVER_AS=unknown); senders ready at once share a commit
-    mark_hand_over: bool = False
-    # how often a sender asks whether the campaign was paused elsewhere
-    stop_check_interval: float = 0.25
-    limits: RateLimits = field(default_factory=RateLimits)
-
-    def backoff(self, attempts: int, retry_after: float | None) -> timedelta:
-        base = self.retry_base.total_seconds() * 2 ** max(0, attempts - 1)
-        delay = min(self.retry_cap.total_seconds(), base) * random.uniform(0.8, 1.2)
-        if retry_after is not None:
-            delay = max(delay, retry_after)
-        return timedelta(seconds=delay)
-
-
-@dataclass(slots=True)
-class SendSummary:
-    sent: int = 0
-    failed: int = 0
-    suppressed: int = 0
-    retried: int = 0
-    throttled: int = 0
-    paced: int = 0  # put back in the queue until their domain's turn (each time it happened)
-    waiting: int = 0
-    unknown: int = 0
-    next_retry_at: datetime | None = None
-    stopped_reason: str | None = None
-    failures: list[tuple[str, str]] = field(default_factory=list)
-
-
-class _Recorder:
-    """Buffers results and commits them in small groups; one log line per group."""
-
-    def __init__(self, campaign_id: str, ledger: DeliveryLedger, clock: Clock, every: int) -> None:
-        self.campaign_id = campaign_id
-        self.ledger = ledger
-        self.clock = clock
-        self.every = max(1, every)
-        self.buffer: list[Outcome] = []
-
-    def add(self, outcome: Outcome) -> None:
-        self.buffer.append(outcome)
-        if len(self.buffer) >= self.every:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self.buffer:
-            return
-        outcomes, self.buffer = self.buffer, []
-        self.ledger.record(outcomes, now=self.clock.now())
-        tally = Counter(o.status for o in outcomes)
-        log.info(
-            "%s: recorded %d results (%s)",
-            self.campaign_id,
-            len(outcomes),
-            ", ".join(f"{status} {n}" for status, n in sorted(tally.items())),
-        )
 
 
 class _Round:
@@ -180,8 +104,9 @@ class _Round:
         self.stop_check = stop_check
         self.sleep = sleep
         self.pacer = Pacer(policy.limits, sleep=sleep)
-        self.recorder = _Recorder(campaign_id, ledger, clock, policy.commit_every)
-        self.marks = _HandOverMarks(self)
+        self.claimant = Claimant(campaign_id, worker, ledger, clock, policy.lease)
+        self.recorder = ResultRecorder(self.claimant, policy.commit_every)
+        self.marks = HandOverMarks(self.claimant)
         self.summary = SendSummary()
         self.fatal: ConfigurationError | None = None
         self.consecutive_failures = 0
@@ -238,7 +163,7 @@ class _Round:
                 if await self._wait_for_more():
                     continue
                 return
-            lease = _Lease(self)
+            lease = ClaimLease(self.claimant)
             self.in_hand += 1
             try:
                 await self._send_chunk(chunk, lease)
@@ -268,7 +193,7 @@ class _Round:
         return True
 
     # -- one chunk ------------------------------------------------------------------------
-    async def _send_chunk(self, chunk: list[ClaimedDelivery], lease: _Lease) -> None:
+    async def _send_chunk(self, chunk: list[ClaimedDelivery], lease: ClaimLease) -> None:
         try:
             if self.batch_mailer is not None:
                 ready = [(c, m) for c in chunk if (m := self._prepare(c)) is not None]
@@ -290,7 +215,7 @@ class _Round:
             self._record(claimed, FAILED, f"could not build the message: {err}")
             return None
 
-    async def _hand_over_each(self, chunk: list[ClaimedDelivery], lease: _Lease) -> None:
+    async def _hand_over_each(self, chunk: list[ClaimedDelivery], lease: ClaimLease) -> None:
         """One message at a time, each built just before it goes (memory stays flat)."""
         for position, claimed in enumerate(chunk):
             if self.stop.is_set():
@@ -327,7 +252,7 @@ class _Round:
         self,
         mailer: BatchMailer,
         ready: list[tuple[ClaimedDelivery, OutgoingMessage]],
-        lease: _Lease,
+        lease: ClaimLease,
     ) -> None:
         if not ready:
             return
@@ -440,79 +365,6 @@ class _Round:
             last = results[-1]
             reply = last.reply if isinstance(last, DeliveryError) else last
             self._halt(f"{self.consecutive_failures} temporary failures in a row; last: {reply}")
-
-
-class _Lease:
-    """A sender's claim on one chunk, renewed while its messages wait for the pacer.
-
-    A claim is leased for ``SendPolicy.lease``; after that, any process may recover it. A
-    chunk held back by rate limits or throttling can outlast its lease, so before a message is
-    handed over after more than half the lease, the lease of what is left of the chunk is
-    extended. Deliveries another process recovered in the meantime are not sent here.
-    """
-
-    def __init__(self, round: _Round) -> None:
-        """Made when the chunk is claimed: the lease runs from then."""
-        self.round = round
-        self.renewed = time.monotonic()
-        self.halfway = round.policy.lease.total_seconds() / 2
-        self.lost: set[int] = set()  # recovered by another process: not to be sent here
-
-    def check(self, pending: Sequence[ClaimedDelivery]) -> None:
-        """Renew the lease of ``pending`` (the chunk's deliveries not handed over yet) when
-        half of it has gone by."""
-        if time.monotonic() - self.renewed >= self.halfway:
-            self._renew([item.recipient.delivery_id for item in pending])
-
-    def _renew(self, ids: list[int]) -> None:
-        run = self.round
-        now = run.clock.now()
-        held = run.ledger.renew(ids, worker=run.worker, until=now + run.policy.lease, now=now)
-        self.renewed = time.monotonic()
-        lost = set(ids) - held
-        if lost - self.lost:
-            log.warning(
-                "%s: %d claimed deliveries were recovered by another process while waiting; "
-                "they are left to it",
-                run.campaign_id,
-                len(lost - self.lost),
-            )
-        self.lost |= lost
-
-
-class _HandOverMarks:
-    """Records that senders are about to hand messages over, committed before they do
-    (``SendPolicy.mark_hand_over``). The senders that ask in the same turn of the event loop
-    share one transaction; each waits for it, then hands its message over."""
-
-    def __init__(self, round: _Round) -> None:
-        self.round = round
-        self.pending: list[tuple[int, asyncio.Future[bool]]] = []
-
-    async def mark(self, claimed: ClaimedDelivery) -> bool:
-        """Whether the mark is committed and the delivery still this sender's."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[bool] = loop.create_future()
-        if not self.pending:
-            loop.call_soon(self._write)
-        self.pending.append((claimed.recipient.delivery_id, future))
-        return await future
-
-    def _write(self) -> None:
-        batch, self.pending = self.pending, []
-        run = self.round
-        try:
-            held = run.ledger.handing_over(
-                [delivery_id for delivery_id, _ in batch], worker=run.worker, now=run.clock.now()
-            )
-        except Exception as err:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(err)
-            return
-        for delivery_id, future in batch:
-            if not future.done():
-                future.set_result(delivery_id in held)
 
 
 async def send_round(
