@@ -60,8 +60,8 @@ from outreach.store.schedules import (
     scheduled_send,
     scheduled_sends_of,
 )
+from outreach.store.signatures import signatories
 from outreach.store.suppressions import suppressed_addresses
-from outreach.store.tracking import signatories
 
 log = logging.getLogger("outreach.runs")
 

@@ -48,7 +48,7 @@ from outreach.store.schedules import (
     round_counts,
     scheduled_sends_of,
 )
-from outreach.store.tracking import signatories
+from outreach.store.signatures import signatories
 
 OPEN = (SendState.PENDING, SendState.RUNNING)
 

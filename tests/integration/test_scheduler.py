@@ -32,8 +32,9 @@ from outreach.scheduler import SchedulerHandle, start_scheduler
 from outreach.settings import Settings
 from outreach.store.campaigns import campaign_state, set_campaign_state
 from outreach.store.leases import LeaseHeld, acquire, current, release, renew
+from outreach.store.signatures import record_response
 from outreach.store.tables import contacts, deliveries, organisations, scheduler_leases
-from outreach.store.tracking import delivery_context, record_response
+from outreach.store.tracking import delivery_context
 from tests.conftest import REPO
 from tests.support.smtp import Received, SmtpServer
 

@@ -21,9 +21,11 @@ from outreach.domain.contacts import Contact, Organisation
 from outreach.pipeline.tokens import LinkPurpose, LinkSigner
 from outreach.settings import Settings
 from outreach.store.campaigns import save_campaign
+from outreach.store.clicks import click_counts
 from outreach.store.contacts import iter_contacts, upsert_contacts
+from outreach.store.signatures import signatories
 from outreach.store.tables import deliveries, events, responses, suppressions
-from outreach.store.tracking import click_counts, signatories, unsubscribed_contacts
+from outreach.store.unsubscribes import unsubscribed_contacts
 from outreach.web.app import create_app
 
 SECRET = "test-secret-for-the-web-pages"

@@ -33,7 +33,7 @@ from outreach.store.tables import (
     round_reports,
     scheduled_sends,
 )
-from outreach.store.tracking import unsubscribed_contacts
+from outreach.store.unsubscribes import unsubscribed_contacts
 
 
 class SendState(StrEnum):

@@ -43,21 +43,21 @@ from outreach.pipeline.tracking import (
     suspected_scanner,
 )
 from outreach.store.campaigns import load_stored_campaign
-from outreach.store.tracking import (
+from outreach.store.clicks import (
     ClickRecord,
-    DeliveryContext,
-    StoredResponse,
-    UnsubscribeScope,
     delivery_clicks,
-    delivery_context,
     flag_suspected,
-    organisation_response,
     record_clicks,
     record_open,
+)
+from outreach.store.signatures import (
+    StoredResponse,
+    organisation_response,
     record_response,
     signatories,
-    unsubscribe,
 )
+from outreach.store.tracking import DeliveryContext, delivery_context
+from outreach.store.unsubscribes import UnsubscribeScope, unsubscribe
 from outreach.web.deps import get_form_guard, get_services, same_site_post, templates
 
 router = APIRouter()
