@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from outreach.pipeline.delivery import send_round
 from outreach.pipeline.personalise import message_factory
 from outreach.pipeline.ratelimit import RateLimits
 from outreach.pipeline.sending import SendPolicy, SendSummary
+from outreach.ports import OutgoingMessage
 from outreach.settings import Settings
 from tests.conftest import REPO
 from tests.support.processes import CAMPAIGN, CAMPAIGN_ID, environment, received, write_audience
@@ -114,22 +116,6 @@ def services(tmp_path: Path) -> Iterator[Services]:
     svc.close()
 
 
-async def _send_round(svc: Services, mailer: MemoryMailer, policy: SendPolicy) -> SendSummary:
-    campaign = svc.load_campaign(CAMPAIGN)
-    build = message_factory(
-        campaign=campaign, compiled=svc.compile(campaign), signer=svc.signer, now=svc.clock.now
-    )
-    return await send_round(
-        campaign_id=CAMPAIGN_ID,
-        build=build,
-        ledger=svc.ledger,
-        mailer=mailer,
-        clock=svc.clock,
-        policy=policy,
-        worker="paced",
-    )
-
-
 async def _other_worker(svc: Services, taken: list[int], *, until: asyncio.Event) -> None:
     """Another process, once the sender has claimed: recovers claims whose lease ran out, and
     takes them."""
@@ -150,22 +136,50 @@ async def _other_worker(svc: Services, taken: list[int], *, until: asyncio.Event
         await asyncio.sleep(0.05)
 
 
-async def test_a_sender_held_back_by_the_rate_keeps_its_claims(services: Services) -> None:
-    # one sender claims all twelve; at four a second they take three seconds, the lease 0.6
+@dataclass
+class Race:
+    summary: SendSummary
+    sent: list[OutgoingMessage]
+    taken: list[int]  # deliveries the other worker recovered and claimed
+
+
+async def _race(svc: Services, *, lease: float, per_second: float) -> Race:
+    """One sender claims all twelve deliveries and sends them at ``per_second`` with claims
+    leased for ``lease`` seconds, while ``_other_worker`` recovers what runs out."""
+    campaign = svc.load_campaign(CAMPAIGN)
+    build = message_factory(
+        campaign=campaign, compiled=svc.compile(campaign), signer=svc.signer, now=svc.clock.now
+    )
     policy = SendPolicy(
-        batch_size=12, lease=timedelta(seconds=0.6), limits=RateLimits(per_second=4)
+        batch_size=12,
+        lease=timedelta(seconds=lease),
+        limits=RateLimits(per_second=per_second),
     )
     mailer = MemoryMailer(concurrency=1)
     done, taken = asyncio.Event(), []
-    other = asyncio.create_task(_other_worker(services, taken, until=done))
+    other = asyncio.create_task(_other_worker(svc, taken, until=done))
     try:
-        summary = await _send_round(services, mailer, policy)
+        summary = await send_round(
+            campaign_id=CAMPAIGN_ID,
+            build=build,
+            ledger=svc.ledger,
+            mailer=mailer,
+            clock=svc.clock,
+            policy=policy,
+            worker="paced",
+        )
     finally:
         done.set()
         await other
+    return Race(summary, mailer.sent, taken)
 
-    assert taken == []
-    assert summary.sent == 12 and len({m.recipient for m in mailer.sent}) == 12
+
+async def test_a_sender_held_back_by_the_rate_keeps_its_claims(services: Services) -> None:
+    # at four a second the twelve take three seconds; the lease is 0.6
+    race = await _race(services, lease=0.6, per_second=4)
+
+    assert race.taken == []
+    assert race.summary.sent == 12 and len({m.recipient for m in race.sent}) == 12
 
 
 async def test_claims_recovered_by_another_process_meanwhile_are_left_to_it(
@@ -173,20 +187,10 @@ async def test_claims_recovered_by_another_process_meanwhile_are_left_to_it(
 ) -> None:
     # one a second: the sender sleeps a second before its second message, long after its
     # 0.3-second lease has run out, and another worker has taken the rest by then
-    policy = SendPolicy(
-        batch_size=12, lease=timedelta(seconds=0.3), limits=RateLimits(per_second=1)
-    )
-    mailer = MemoryMailer(concurrency=1)
-    done, taken = asyncio.Event(), []
-    other = asyncio.create_task(_other_worker(services, taken, until=done))
-    try:
-        summary = await _send_round(services, mailer, policy)
-    finally:
-        done.set()
-        await other
+    race = await _race(services, lease=0.3, per_second=1)
 
-    assert summary.sent == len(mailer.sent) == 1
-    assert len(taken) == 11
+    assert race.summary.sent == len(race.sent) == 1
+    assert len(race.taken) == 11
     counts = services.ledger.counts(campaign_id=CAMPAIGN_ID, round=0, now=services.clock.now())
     assert counts.by_status == {"sent": 1, "sending": 11}
     assert services.ledger.claimants(campaign_id=CAMPAIGN_ID) == {"other"}

@@ -208,38 +208,20 @@ class SqlDeliveryLedger:
     def release(self, delivery_ids: list[int], *, worker: str, now: datetime) -> None:
         """Give ``worker``'s claimed deliveries that were never handed over back to the queue
         (a claim another process recovered in the meantime is that process's now)."""
-        if not delivery_ids:
-            return
-        with self.engine.begin() as connection:
-            connection.execute(
-                update(deliveries)
-                .where(
-                    deliveries.c.id.in_(delivery_ids),
-                    deliveries.c.status == SENDING,
-                    deliveries.c.claimed_by == worker,
-                )
-                .values(status=QUEUED, claimed_by=None, lease_until=None, updated_at=now)
-            )
+        self._update_held(
+            delivery_ids,
+            worker,
+            status=QUEUED,
+            claimed_by=None,
+            lease_until=None,
+            updated_at=now,
+        )
 
     def handing_over(self, delivery_ids: Sequence[int], *, worker: str, now: datetime) -> set[int]:
         """Record, committed, that ``worker`` is about to hand these claimed deliveries over
         (only with ``recover_as = "unknown"``: recovery marks exactly these ``unknown`` if the
         worker dies). Returns the ids it still holds; the others must not be sent."""
-        if not delivery_ids:
-            return set()
-        with self.engine.begin() as connection:
-            return set(
-                connection.scalars(
-                    update(deliveries)
-                    .where(
-                        deliveries.c.id.in_(list(delivery_ids)),
-                        deliveries.c.status == SENDING,
-                        deliveries.c.claimed_by == worker,
-                    )
-                    .values(handed_over_at=now)
-                    .returning(deliveries.c.id)
-                )
-            )
+        return self._update_held(delivery_ids, worker, handed_over_at=now)
 
     def renew(
         self, delivery_ids: Sequence[int], *, worker: str, until: datetime, now: datetime
@@ -247,6 +229,11 @@ class SqlDeliveryLedger:
         """Extend this worker's lease on claimed deliveries it has not handed over yet (a
         sender held back by rate limits); returns the ids it still holds. A claim recovered by
         another process in the meantime is not this worker's any more and must not be sent."""
+        return self._update_held(delivery_ids, worker, lease_until=until, updated_at=now)
+
+    def _update_held(self, delivery_ids: Sequence[int], worker: str, **values: Any) -> set[int]:
+        """Update the deliveries among ``delivery_ids`` that ``worker`` still holds in
+        ``sending``, committed; returns their ids."""
         if not delivery_ids:
             return set()
         with self.engine.begin() as connection:
@@ -258,7 +245,7 @@ class SqlDeliveryLedger:
                         deliveries.c.status == SENDING,
                         deliveries.c.claimed_by == worker,
                     )
-                    .values(lease_until=until, updated_at=now)
+                    .values(**values)
                     .returning(deliveries.c.id)
                 )
             )
