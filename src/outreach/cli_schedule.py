@@ -1,6 +1,7 @@
 """The scheduling commands of ``outreach``: schedule, worker, status, pause, resume.
 
-Thin, like ``cli``: parse, call ``scheduling``/``scheduler``, present. ``register(app)`` adds
+Thin, like ``cli``: parse, call ``scheduling``, ``campaign_control``, ``status`` or
+``scheduler``, present. ``register(app)`` adds
 them to the main Typer app; ``cli`` calls it last, so the helpers it shares (the ``services``
 context that turns every user error into a clear message and exit code 2, the consoles) are
 taken from it when the commands are registered, never at import time.
@@ -19,18 +20,11 @@ import typer
 from rich.console import Console
 
 from outreach.bootstrap import Services
+from outreach.campaign_control import cancel_campaign, pause_campaign, resume_campaign
 from outreach.pipeline.schedule import duration_text
 from outreach.scheduler import HEARTBEAT_SECONDS, LEASE_SECONDS, job_book
-from outreach.scheduling import (
-    CampaignStatus,
-    ScheduleResult,
-    campaign_statuses,
-    cancel_campaign,
-    pause_campaign,
-    resume_campaign,
-    schedule_campaign,
-    scheduler_lease,
-)
+from outreach.scheduling import ScheduleResult, schedule_campaign
+from outreach.status import CampaignStatus, campaign_statuses, scheduler_lease
 from outreach.store.schedules import SendState
 from outreach.workers import run_worker
 

@@ -1,11 +1,12 @@
-"""Scheduling, as staff use it: one function per use case over ``Services``.
+"""Scheduling a campaign, as staff use it: one function per use case over ``Services``.
 
 ``schedule_campaign`` turns a campaign file's ``schedule`` and ``reminders`` into timezone
 groups (``pipeline.schedule``), stores them (``store.schedules``) and books one job per group
 (a ``JobBook``, which ``scheduler.job_book`` provides over APScheduler's job store). Running the
 same file again updates the schedule; a time that has passed anywhere is refused.
-``cancel_campaign``, ``pause_campaign`` and ``resume_campaign`` change what is still to come;
-``campaign_statuses`` is what ``outreach status`` and ``outreach schedule --list`` show.
+``restore_jobs`` books the job of every pending group again when the scheduler starts.
+``SchedulingError`` and ``JobBook`` are shared with ``campaign_control`` (cancel, pause and
+resume: what is still to come) and ``status`` (what is scheduled, and how it went).
 
 What the scheduler itself does when something is due (``run_due_group``, ``send_waiting``,
 missed sends, admin summaries) lives in ``outreach.runs`` and is re-exported here.
@@ -32,25 +33,15 @@ from outreach.runs import (
     run_due_group,
     send_waiting,
     settle,
-    settled_state,
 )
-from outreach.store.campaigns import campaign_state, list_campaigns, save_campaign
-from outreach.store.leases import Lease, current
-from outreach.store.reports import sent_since
+from outreach.store.campaigns import campaign_state, save_campaign
 from outreach.store.schedules import (
     NewScheduledSend,
-    ScheduledSend,
     SendState,
-    audience_organisations,
-    cancel_pending,
     change_state,
     replace_schedule,
-    round_counts,
     scheduled_sends_of,
 )
-from outreach.store.signatures import signatories
-
-OPEN = (SendState.PENDING, SendState.RUNNING)
 
 
 class SchedulingError(OutreachError):
@@ -239,241 +230,7 @@ def _schedule_line(source: Path | None) -> int | None:
     return None
 
 
-# --- changing what is still to come ------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class StateChange:
-    campaign_id: str
-    before: CampaignState
-    after: CampaignState
-    message: str
-
-
-def _state(services: Services, campaign_id: str) -> CampaignState:
-    stored = campaign_state(services.engine, campaign_id)
-    if stored is None:
-        raise SchedulingError(f"no campaign {campaign_id!r} (`outreach status` lists them)")
-    return stored[0]
-
-
-def cancel_campaign(services: Services, campaign_id: str, *, book: JobBook) -> StateChange:
-    """Cancel every send still to come; a running send stops at once."""
-    engine = services.engine
-    state = _state(services, campaign_id)
-    if state is CampaignState.CANCELLED:
-        return StateChange(campaign_id, state, state, f"{campaign_id} was already cancelled")
-    sends = scheduled_sends_of(engine, campaign_id)
-    counts = round_counts(engine, campaign_id)
-    queued = sum(counts.get(r, {}).get("queued", 0) for r in {send.round for send in sends})
-    pending = [send for send in sends if send.state in OPEN]
-    if state in (CampaignState.DRAFT, CampaignState.SENT, CampaignState.MISSED) and not pending:
-        raise SchedulingError(f"{campaign_id} is {state.value}; nothing is scheduled to cancel")
-    now = services.clock.now()
-    cancelled = cancel_pending(engine, campaign_id, now=now)
-    for send in cancelled:
-        book.remove_send(campaign_id=campaign_id, round=send.round, timezone=send.timezone)
-    first_open = any(send.round == 0 for send in pending)
-    if state in (CampaignState.SENT, CampaignState.MISSED) and not first_open and not queued:
-        return StateChange(
-            campaign_id,
-            state,
-            state,
-            f"{len(cancelled)} reminder group(s) of {campaign_id} cancelled; "
-            f"the campaign stays {state.value}",
-        )
-    change_state(
-        engine,
-        campaign_id,
-        CampaignState.CANCELLED,
-        now=now,
-        reason=f"cancelled by staff at {now:%Y-%m-%d %H:%M} UTC",
-    )
-    return StateChange(
-        campaign_id,
-        state,
-        CampaignState.CANCELLED,
-        f"{campaign_id} cancelled: {len(cancelled)} scheduled group(s) will not be sent"
-        + (f"; {queued} queued message(s) stay unsent" if queued else ""),
-    )
-
-
-def pause_campaign(services: Services, campaign_id: str) -> StateChange:
-    """Stop sending at once: messages already handed to the mail server finish, nothing else
-    goes out (scheduled groups that come due are queued, not sent) until it is resumed."""
-    engine = services.engine
-    state = _state(services, campaign_id)
-    if state is CampaignState.PAUSED:
-        return StateChange(campaign_id, state, state, f"{campaign_id} is already paused")
-    pending = [send for send in scheduled_sends_of(engine, campaign_id) if send.state in OPEN]
-    if not (
-        state in (CampaignState.SCHEDULED, CampaignState.SENDING)
-        or (state in (CampaignState.SENT, CampaignState.MISSED) and pending)
-    ):
-        raise SchedulingError(f"{campaign_id} is {state.value}; there is nothing to pause")
-    now = services.clock.now()
-    if not change_state(
-        engine,
-        campaign_id,
-        CampaignState.PAUSED,
-        now=now,
-        reason=f"paused by staff at {now:%Y-%m-%d %H:%M} UTC",
-        only_from=[state],
-    ):
-        raise SchedulingError(f"{campaign_id} changed state meanwhile; try again")
-    return StateChange(
-        campaign_id,
-        state,
-        CampaignState.PAUSED,
-        f"{campaign_id} paused: nothing more is sent until `outreach resume {campaign_id}` "
-        "(messages already handed to the mail server finish)",
-    )
-
-
-def resume_campaign(services: Services, campaign_id: str) -> StateChange:
-    """Continue a paused campaign from where it stopped; nobody receives it twice. The
-    scheduler sends what is queued within a heartbeat."""
-    engine = services.engine
-    state = _state(services, campaign_id)
-    if state in (CampaignState.SCHEDULED, CampaignState.SENDING):
-        return StateChange(campaign_id, state, state, f"{campaign_id} is not paused")
-    if state is not CampaignState.PAUSED:
-        raise SchedulingError(f"{campaign_id} is {state.value}, not paused; nothing to resume")
-    sends = scheduled_sends_of(engine, campaign_id)
-    counts = round_counts(engine, campaign_id)
-    if not sends:  # started with `outreach send`: the workers (or that command) continue it
-        if not change_state(
-            engine,
-            campaign_id,
-            CampaignState.SENDING,
-            now=services.clock.now(),
-            only_from=[CampaignState.PAUSED],
-        ):
-            raise SchedulingError(f"{campaign_id} changed state meanwhile; try again")
-        queued = sum(c.get("queued", 0) for c in counts.values())
-        return StateChange(
-            campaign_id,
-            CampaignState.PAUSED,
-            CampaignState.SENDING,
-            f"{campaign_id} resumed: {queued} queued message(s) go out with the next worker "
-            f"pass (`outreach worker` or `outreach serve`), or run `outreach send FILE`",
-        )
-    settled, reason = settled_state(sends, counts)
-    started = any(s.round == 0 and s.state in (SendState.DONE, SendState.MISSED) for s in sends)
-    # a started campaign goes back to sending: the scheduler sends what is queued, then
-    # settles it (and sends any summary that came due while it was paused)
-    target = CampaignState.SENDING if started else settled
-    if not change_state(
-        engine,
-        campaign_id,
-        target,
-        now=services.clock.now(),
-        reason=reason,
-        only_from=[CampaignState.PAUSED],
-    ):
-        raise SchedulingError(f"{campaign_id} changed state meanwhile; try again")
-    queued = sum(counts.get(r, {}).get("queued", 0) for r in {s.round for s in sends})
-    upcoming = [s for s in sends if s.state is SendState.PENDING]
-    message = f"{campaign_id} resumed"
-    if queued:
-        message += f": {queued} queued message(s) go out with the scheduler's next heartbeat"
-    if upcoming:
-        message += f"; next group due {upcoming[0].due_at:%Y-%m-%d %H:%M} UTC"
-    return StateChange(campaign_id, state, target, message)
-
-
-# --- what is scheduled, and how it went ------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RoundStatus:
-    round: int
-    label: str
-    groups: list[ScheduledSend]
-    counts: dict[str, int]
-
-    def in_state(self, state: SendState) -> int:
-        return sum(1 for group in self.groups if group.state is state)
-
-    @property
-    def next_due(self) -> datetime | None:
-        due = [group.due_at for group in self.groups if group.state is SendState.PENDING]
-        return min(due, default=None)
-
-
-@dataclass(frozen=True, slots=True)
-class CampaignStatus:
-    id: str
-    name: str
-    state: CampaignState
-    reason: str | None
-    rounds: list[RoundStatus]
-    responded: int
-    organisations: int
-    sent_last_minute: int = 0
-
-    @property
-    def eta(self) -> timedelta | None:
-        """At the last minute's pace, when the queued deliveries will have gone out."""
-        waiting = self.count("queued") + self.count("sending")
-        if not waiting or not self.sent_last_minute:
-            return None
-        return timedelta(minutes=waiting / self.sent_last_minute)
-
-    @property
-    def scheduled(self) -> bool:
-        return any(r.groups for r in self.rounds)
-
-    @property
-    def next_due(self) -> datetime | None:
-        return min((r.next_due for r in self.rounds if r.next_due), default=None)
-
-    def count(self, status: str) -> int:
-        return sum(r.counts.get(status, 0) for r in self.rounds)
-
-
-def campaign_statuses(services: Services, campaign_id: str | None = None) -> list[CampaignStatus]:
-    """Every campaign (newest first), or one: state, groups and deliveries per round."""
-    engine = services.engine
-    found = []
-    for cid, name, state in list_campaigns(engine):
-        if campaign_id is not None and cid != campaign_id:
-            continue
-        stored = campaign_state(engine, cid)
-        sends = scheduled_sends_of(engine, cid)
-        counts = round_counts(engine, cid)
-        rounds = sorted({s.round for s in sends} | set(counts) | {0})
-        found.append(
-            CampaignStatus(
-                id=cid,
-                name=name,
-                state=state,
-                reason=stored[1] if stored else None,
-                rounds=[
-                    RoundStatus(
-                        round=r,
-                        label=round_label(r),
-                        groups=[s for s in sends if s.round == r],
-                        counts=counts.get(r, {}),
-                    )
-                    for r in rounds
-                ],
-                responded=signatories(engine, campaign_id=cid).count,
-                organisations=audience_organisations(engine, cid),
-                sent_last_minute=sent_since(
-                    engine, cid, services.clock.now() - timedelta(minutes=1)
-                ),
-            )
-        )
-    if campaign_id is not None and not found:
-        raise SchedulingError(f"no campaign {campaign_id!r} (`outreach status` lists them)")
-    return found
-
-
-def scheduler_lease(services: Services) -> Lease | None:
-    """The live scheduler lease (who schedules for this database), or None."""
-    lease = current(services.engine)
-    return lease if lease is not None and lease.alive(services.clock.now()) else None
+# --- when the scheduler starts -----------------------------------------------------------------
 
 
 def restore_jobs(services: Services, *, book: JobBook) -> int:
@@ -491,23 +248,15 @@ def restore_jobs(services: Services, *, book: JobBook) -> int:
 
 
 __all__ = [
-    "CampaignStatus",
     "JobBook",
     "RoundPlan",
-    "RoundStatus",
     "ScheduleResult",
     "SchedulingError",
-    "StateChange",
-    "campaign_statuses",
-    "cancel_campaign",
     "finish_interrupted",
-    "pause_campaign",
     "plan_schedule",
     "restore_jobs",
-    "resume_campaign",
     "run_due_group",
     "schedule_campaign",
-    "scheduler_lease",
     "send_job_id",
     "send_waiting",
     "settle",

@@ -24,8 +24,9 @@ from fastapi import APIRouter, Depends, Form, Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from outreach.bootstrap import Services
+from outreach.campaign_control import pause_campaign, resume_campaign
 from outreach.domain.delivery import CampaignState
-from outreach.scheduling import SchedulingError, pause_campaign, resume_campaign
+from outreach.scheduling import SchedulingError
 from outreach.store.exports import (
     DELIVERY_COLUMNS,
     RESPONSE_COLUMNS,
