@@ -1,9 +1,9 @@
 """The scheduling commands of ``outreach``: schedule, worker, status, pause, resume.
 
 Thin, like ``cli``: parse, call ``scheduling``, ``campaign_control``, ``status`` or
-``scheduler``, present. ``register(app)`` adds
-them to the main Typer app; ``cli`` calls it last, so the helpers it shares (the ``services``
-context that turns every user error into a clear message and exit code 2, the consoles) are
+``scheduler``, present. ``register(app)`` adds them to the main Typer app; ``cli`` calls it
+last, so the helpers it shares (the ``services`` context that turns every user error into a
+clear message and exit code 2, the consoles) are
 taken from it when the commands are registered, never at import time.
 """
 
