@@ -3,8 +3,8 @@
 Thin, like ``cli``: parse, call ``scheduling``, ``campaign_control``, ``status`` or
 ``scheduler``, present. ``register(app)`` adds them to the main Typer app; ``cli`` calls it
 last, so the helpers it shares (the ``services`` context that turns every user error into a
-clear message and exit code 2, the consoles) are
-taken from it when the commands are registered, never at import time.
+clear message and exit code 2, the consoles) are taken from it when the commands are
+registered, never at import time.
 """
 
 from __future__ import annotations
