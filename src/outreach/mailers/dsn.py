@@ -32,7 +32,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlsplit
 from outreach.errors import ConfigurationError
 from outreach.mailers.brevo import BrevoMailer
 from outreach.mailers.file import FileMailer
-from outreach.mailers.http import HttpMailer, base_url_for
+from outreach.mailers.http import HttpMailer
+from outreach.mailers.http_payload import base_url_for
 from outreach.mailers.mailgun import EU_API, US_API, MailgunMailer
 from outreach.mailers.memory import MemoryMailer
 from outreach.mailers.postmark import PostmarkMailer

@@ -22,28 +22,19 @@ Provider modules subclass it with a payload builder (``build_single``, ``build_b
 reader of the provider's answers. ``send_batch`` groups messages that can share one request
 (``batch_key``), and when the provider refuses a whole batch, splits it in halves until the
 refused message is alone, so one bad address never fails its neighbours.
+
+The limiter and ``Retry-After`` are in ``http_limits.py``, the client's setup in
+``http_client.py``, and what providers build payloads with (``content_of``, ``base_url_for``)
+in ``http_payload.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
-import importlib.util
-import ipaddress
 import json
 import random
-import ssl
-import sys
-import time
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email import policy
-from email.message import EmailMessage
-from email.parser import BytesParser
-from email.utils import parsedate_to_datetime
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import httpx
 
@@ -54,179 +45,16 @@ from outreach.errors import (
     TemporaryDeliveryError,
     UnknownDeliveryError,
 )
+from outreach.mailers.http_client import Session, close_elsewhere, skip_missing_sniffio, tls_context
+from outreach.mailers.http_limits import RateLimiter, SystemTimer, Timer, retry_after_seconds
+from outreach.mailers.http_payload import dumps
 from outreach.ports import OutgoingMessage
 
 USER_AGENT = "outreach (+https://github.com/outreach)"
-CORRELATION_HEADERS = ("X-Outreach-Campaign", "X-Outreach-Delivery")
 # connection errors that happen before the request left: nothing can have been accepted
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteTimeout)
 # the request went out and the answer was lost
 _ANSWER_LOST = (httpx.ReadTimeout, httpx.ReadError, httpx.RemoteProtocolError)
-
-
-class Timer(Protocol):
-    """Time as the mailer sees it; tests pass a fake one that records the waits."""
-
-    def monotonic(self) -> float: ...
-
-    def wall(self) -> datetime: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-
-class SystemTimer:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def wall(self) -> datetime:
-        return datetime.now(UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
-
-
-class RateLimiter:
-    """One per mailer: after a 429 every request waits until the provider's window reopens.
-
-    A wait longer than ``max_wait`` is not spent inside the mailer: the send fails at once as
-    temporary, with ``retry_after``, and the send loop puts the delivery back for later.
-    """
-
-    def __init__(self, *, timer: Timer, max_wait: float) -> None:
-        self._timer = timer
-        self._max_wait = max_wait
-        self._until = 0.0
-
-    def remaining(self) -> float:
-        return max(0.0, self._until - self._timer.monotonic())
-
-    def pause(self, seconds: float) -> None:
-        self._until = max(self._until, self._timer.monotonic() + max(0.0, seconds))
-
-    async def wait(self, provider: str) -> None:
-        remaining = self.remaining()
-        if remaining <= 0:
-            return
-        if remaining > self._max_wait:
-            raise TemporaryDeliveryError(
-                f"{provider} asked to slow down for {remaining:.0f} s",
-                provider=provider,
-                code=429,
-                retry_after=remaining,
-            )
-        await self._timer.sleep(remaining)
-
-
-@dataclass(frozen=True, slots=True)
-class Content:
-    """The parts of a message a JSON or form API takes."""
-
-    subject: str
-    html: str
-    text: str
-    from_address: str
-    from_name: str
-    to_address: str
-    to_name: str
-    reply_to: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def content_of(message: OutgoingMessage) -> Content:
-    """Structured fields of ``message``; read from its MIME ``data`` when it has no bodies."""
-    if message.html or message.text or not message.data:
-        return Content(
-            subject=message.subject,
-            html=message.html,
-            text=message.text,
-            from_address=message.envelope_from,
-            from_name=message.from_name,
-            to_address=message.recipient,
-            to_name=message.recipient_name,
-            reply_to=message.reply_to,
-            headers=dict(message.headers),
-        )
-    parsed = BytesParser(policy=policy.default).parsebytes(message.data)
-    assert isinstance(parsed, EmailMessage)
-    html_part = parsed.get_body(("html",))
-    text_part = parsed.get_body(("plain",))
-    sender = parsed["From"]
-    names = [address.display_name for address in getattr(sender, "addresses", ())]
-    headers = {name: str(parsed[name]) for name in CORRELATION_HEADERS if parsed[name]}
-    headers.update(message.headers)
-    return Content(
-        subject=message.subject or str(parsed["Subject"] or ""),
-        html=html_part.get_content() if html_part is not None else "",
-        text=text_part.get_content() if text_part is not None else "",
-        from_address=message.envelope_from,
-        from_name=message.from_name or (names[0] if names else ""),
-        to_address=message.recipient,
-        to_name=message.recipient_name,
-        reply_to=message.reply_to or str(parsed["Reply-To"] or ""),
-        headers=headers,
-    )
-
-
-def is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def base_url_for(*, host: str, port: int | None, default: str) -> str:
-    """``default`` for the DSN host ``default``; else ``host:port`` (http only on loopback)."""
-    if host in ("", "default"):
-        return default
-    scheme = "http" if is_loopback(host) else "https"
-    shown = f"[{host}]" if ":" in host else host
-    return f"{scheme}://{shown}" + (f":{port}" if port else "")
-
-
-def retry_after_seconds(value: str | None, *, now: datetime) -> float | None:
-    """A ``Retry-After`` value, given in seconds or as an HTTP date, as seconds from ``now``."""
-    if not value:
-        return None
-    text = value.strip()
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - now).total_seconds())
-
-
-def dumps(payload: Any) -> bytes:
-    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _skip_missing_sniffio() -> None:
-    """httpcore imports the optional ``sniffio`` each time it sets up a lock; when it is not
-    installed every failed import searches ``sys.path`` again, several times per request (a
-    third of the client's time here). Remembering that it is missing keeps httpcore's own
-    fallback (asyncio) and removes the search; an installed sniffio is left alone."""
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
-
-
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    """One verifying TLS context per process (loading the CA bundle takes ~25 ms)."""
-    return httpx.create_ssl_context()
-
-
-@dataclass(slots=True)
-class _Session:
-    loop: asyncio.AbstractEventLoop
-    client: httpx.AsyncClient
-    slots: asyncio.Semaphore
 
 
 class HttpMailer:
@@ -264,7 +92,7 @@ class HttpMailer:
         self._transport = transport
         self._timer: Timer = timer or SystemTimer()
         self.limiter = RateLimiter(timer=self._timer, max_wait=max_wait)
-        self._session: _Session | None = None
+        self._session: Session | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.base_url}, concurrency={self.concurrency})"
@@ -344,16 +172,16 @@ class HttpMailer:
             return httpx.Request(method, parts.url, content=body, headers=parts.headers)
         return httpx.Request(method, self.base_url + path, headers=all_headers)
 
-    def _current(self) -> _Session:
+    def _current(self) -> Session:
         loop = asyncio.get_running_loop()
         session = self._session
         if session is None or session.loop is not loop:
             if session is not None:  # made in another event loop (an earlier asyncio.run)
-                _close_elsewhere(session)
-            _skip_missing_sniffio()
+                close_elsewhere(session)
+            skip_missing_sniffio()
             client = httpx.AsyncClient(
                 transport=self._transport,
-                verify=_tls_context(),
+                verify=tls_context(),
                 timeout=httpx.Timeout(self.timeout, connect=min(self.timeout, 10.0)),
                 limits=httpx.Limits(
                     max_connections=self.concurrency,
@@ -363,7 +191,7 @@ class HttpMailer:
                 follow_redirects=False,
                 trust_env=True,
             )
-            session = self._session = _Session(loop, client, asyncio.Semaphore(self.concurrency))
+            session = self._session = Session(loop, client, asyncio.Semaphore(self.concurrency))
         return session
 
     def _delay(self, attempt: int) -> float:
@@ -521,7 +349,7 @@ class HttpMailer:
         if session.loop is asyncio.get_running_loop():
             await session.client.aclose()
         else:
-            _close_elsewhere(session)
+            close_elsewhere(session)
 
 
 def for_message(err: DeliveryError, message: OutgoingMessage) -> DeliveryError:
@@ -544,11 +372,3 @@ def _lost(provider: str) -> DeliveryError:
 
 def _describe(err: BaseException) -> str:
     return str(err) or type(err).__name__
-
-
-def _close_elsewhere(session: _Session) -> None:
-    """Close a client that belongs to another event loop, from that loop, if it still runs."""
-    if session.loop.is_closed() or not session.loop.is_running():
-        return  # its sockets close when collected
-    with contextlib.suppress(RuntimeError):
-        asyncio.run_coroutine_threadsafe(session.client.aclose(), session.loop)

@@ -34,7 +34,8 @@ from outreach.errors import (
     WebhookVerificationError,
 )
 from outreach.mailers import events as read
-from outreach.mailers.http import HttpMailer, content_of
+from outreach.mailers.http import HttpMailer
+from outreach.mailers.http_payload import content_of
 from outreach.ports import OutgoingMessage, ProviderEvent
 
 API = "https://api.postmarkapp.com"

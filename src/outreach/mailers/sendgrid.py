@@ -32,7 +32,8 @@ from outreach.domain.delivery import EventKind
 from outreach.errors import ConfigurationError, DeliveryError, WebhookVerificationError
 from outreach.mailers import events as read
 from outreach.mailers.batching import batch_body, can_share, envelope_key
-from outreach.mailers.http import HttpMailer, content_of
+from outreach.mailers.http import HttpMailer
+from outreach.mailers.http_payload import content_of
 from outreach.ports import OutgoingMessage, ProviderEvent
 
 API = "https://api.sendgrid.com"
