@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from outreach.errors import TokenError
 from outreach.store.meta import get_or_create_secret
-from outreach.web import admin, mailbox, metrics, public, webhooks
+from outreach.web import admin, links, mailbox, metrics, public, signing, unsubscribing, webhooks
 from outreach.web.deps import STATIC_DIR, FormGuard
 
 if TYPE_CHECKING:
@@ -74,8 +74,8 @@ def create_app(services: Services) -> FastAPI:
     app.state.campaign_cache = public.CampaignCache(services.engine)
     app.add_middleware(SecurityHeaders)
     app.add_exception_handler(TokenError, public.invalid_link_page)
-    app.router.routes.insert(0, public.CLICK_ROUTE)  # the busiest route, matched first
-    for module in (public, admin, mailbox, webhooks):
+    app.router.routes.insert(0, links.CLICK_ROUTE)  # the busiest route, matched first
+    for module in (links, signing, unsubscribing, admin, mailbox, webhooks):
         app.include_router(module.router)
     if services.settings.metrics:
         app.include_router(metrics.router)
