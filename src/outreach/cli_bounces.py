@@ -16,36 +16,21 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from outreach.bootstrap import Services
-from outreach.errors import ConfigurationError, OutreachError
-from outreach.pipeline.bounces import BounceImport, BounceReadError, import_bounces
-from outreach.settings import Settings
+from outreach.pipeline.bounces import BounceImport, import_bounces
 from outreach.store.events import record_provider_events
 
-EXIT_BAD_INPUT = 2
 out = Console()
-err = Console(stderr=True)
 
 
 def import_command(
     path: Annotated[Path, typer.Argument(help="a bounce message (.eml) or a Maildir")],
 ) -> None:
     """Record returned bounces (RFC 3464 DSNs) against the deliveries they name."""
-    services = Services(settings=Settings())
-    try:
-        record = partial(record_provider_events, services.engine, now=services.clock.now())
-        result = import_bounces(path, record=record, now=services.clock.now())
-    except BounceReadError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except ConfigurationError as error:
-        err.print(f"[red]configuration error:[/red] {error}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    except OutreachError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
-        raise typer.Exit(EXIT_BAD_INPUT) from None
-    finally:
-        services.close()
+    from outreach.cli import services  # every user error becomes a clear message, exit 2
+
+    with services() as svc:
+        record = partial(record_provider_events, svc.engine, now=svc.clock.now())
+        result = import_bounces(path, record=record, now=svc.clock.now())
     _print(result)
 
 

@@ -235,6 +235,13 @@ def test_import_of_a_missing_path_is_a_clear_error(store: Store, tmp_path: Path)
     assert "no such file or Maildir" in " ".join(output.split()) and "Traceback" not in output
 
 
+def test_a_bad_setting_is_named_not_a_traceback(store: Store, tmp_path: Path) -> None:
+    env = {**store.env, "OUTREACH_RATE_PER_SECOND": "-1"}
+    code, output = run(env, "bounces", "import", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert "OUTREACH_RATE_PER_SECOND" in output and "Traceback" not in output
+
+
 def test_a_folder_of_eml_files_is_read_too(store: Store, tmp_path: Path) -> None:
     folder = tmp_path / "saved"
     folder.mkdir()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from outreach.domain.delivery import EventKind
+from outreach.errors import OutreachError
 from outreach.ports import EventRecorder, ProviderEvent
 
 PROVIDER = "dsn"
@@ -34,7 +35,7 @@ _STATUS = re.compile(r"^([245])\.\d{1,3}\.\d{1,3}")
 MAX_FILE = 20 * 1024 * 1024
 
 
-class BounceReadError(ValueError):
+class BounceReadError(OutreachError):
     """A path that is neither a message file nor a Maildir."""
 
 
