@@ -27,7 +27,7 @@ from outreach.pipeline.personalise import message_factory
 from outreach.pipeline.sending import SendSummary
 from outreach.ports import OutgoingMessage
 from outreach.recovery import recover_claims
-from outreach.store.campaigns import campaign_state, save_campaign, set_campaign_state
+from outreach.store.campaigns import held_reason, save_campaign, set_campaign_state
 from outreach.store.contacts import ImportCounts, iter_contacts, upsert_contacts
 from outreach.store.exports import (
     DELIVERY_COLUMNS,
@@ -167,10 +167,7 @@ async def _send_campaign(
 
     def held() -> str | None:
         """Paused or cancelled from elsewhere (admin page, ``outreach pause``)?"""
-        stored = campaign_state(services.engine, campaign.id)
-        if stored is not None and stored[0] in (CampaignState.PAUSED, CampaignState.CANCELLED):
-            return f"the campaign was {stored[0].value}" + (f" ({stored[1]})" if stored[1] else "")
-        return None
+        return held_reason(services.engine, campaign.id)
 
     try:
         summary = await send_round(

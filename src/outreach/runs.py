@@ -45,7 +45,7 @@ from outreach.pipeline.schedule import due_instant, duration_text, group_key
 from outreach.pipeline.sending import SendSummary
 from outreach.ports import NewDelivery
 from outreach.recovery import recover_claims
-from outreach.store.campaigns import campaign_state
+from outreach.store.campaigns import HELD, campaign_state, held_reason
 from outreach.store.contacts import iter_contacts
 from outreach.store.schedules import (
     ScheduledSend,
@@ -77,7 +77,7 @@ SENDABLE = (
     CampaignState.SENT,
     CampaignState.MISSED,
 )
-HELD = (CampaignState.PAUSED, CampaignState.CANCELLED)
+PENDING = [SendState.PENDING]  # a group moves on only from pending
 
 
 def _never() -> bool:
@@ -120,30 +120,18 @@ def run_due_group(
     stored = campaign_state(engine, campaign_id)
     offset = None if campaign is None else _offset(campaign, round)
     if campaign is None or stored is None or offset is None or campaign.schedule is None:
-        move_send(
-            engine,
-            group.id,
-            to=SendState.CANCELLED,
-            only_from=[SendState.PENDING],
-            now=now,
-            detail="the campaign or this reminder no longer exists",
-        )
-        return "cancelled: the campaign or this reminder no longer exists"
+        gone = "the campaign or this reminder no longer exists"
+        move_send(engine, group.id, to=SendState.CANCELLED, only_from=PENDING, now=now, detail=gone)
+        return f"cancelled: {gone}"
     if stored[0] is CampaignState.CANCELLED:
+        detail = "the campaign was cancelled"
         move_send(
-            engine,
-            group.id,
-            to=SendState.CANCELLED,
-            only_from=[SendState.PENDING],
-            now=now,
-            detail="the campaign was cancelled",
+            engine, group.id, to=SendState.CANCELLED, only_from=PENDING, now=now, detail=detail
         )
         return "cancelled with the campaign"
     if now - group.due_at > campaign.schedule.max_lateness:
         return _missed(services, campaign, group, now=now)
-    if not move_send(
-        engine, group.id, to=SendState.RUNNING, only_from=[SendState.PENDING], now=now
-    ):
+    if not move_send(engine, group.id, to=SendState.RUNNING, only_from=PENDING, now=now):
         return "nothing to do: another run took the group"
     added = queue_group(services, campaign, group, now=now)
     move_send(
@@ -242,7 +230,7 @@ def _missed(services: Services, campaign: Campaign, group: ScheduledSend, *, now
                 engine,
                 send.id,
                 to=SendState.MISSED,
-                only_from=[SendState.PENDING],
+                only_from=PENDING,
                 now=now,
                 detail=detail,
             ):
@@ -331,13 +319,7 @@ def _held(services: Services, campaign_id: str, should_stop: ShouldStop) -> str 
     """Why sending must stop now, or None."""
     if should_stop():
         return "the scheduler is stopping"
-    stored = campaign_state(services.engine, campaign_id)
-    if stored is None:
-        return "the campaign no longer exists"
-    state, reason = stored
-    if state in HELD:
-        return f"the campaign was {state.value}" + (f" ({reason})" if reason else "")
-    return None
+    return held_reason(services.engine, campaign_id)
 
 
 async def _watched(

@@ -60,6 +60,22 @@ def campaign_state(engine: Engine, campaign_id: str) -> tuple[CampaignState, str
     return None if row is None else (CampaignState(row.state), row.state_reason)
 
 
+# a campaign in one of these states is held: nothing more goes out until it is resumed
+HELD = (CampaignState.PAUSED, CampaignState.CANCELLED)
+
+
+def held_reason(engine: Engine, campaign_id: str) -> str | None:
+    """Why a send of this campaign must stop now (paused or cancelled elsewhere, with the
+    reason given, or no longer stored), or None when it may go on."""
+    stored = campaign_state(engine, campaign_id)
+    if stored is None:
+        return "the campaign no longer exists"
+    state, reason = stored
+    if state in HELD:
+        return f"the campaign was {state.value}" + (f" ({reason})" if reason else "")
+    return None
+
+
 def set_campaign_state(
     engine: Engine,
     campaign_id: str,
