@@ -16,7 +16,13 @@ from sqlalchemy import Engine, Text, Update, and_, bindparam, func, insert, or_,
 
 from outreach.domain.delivery import DeliveryStatus, Recipient
 from outreach.ports import ClaimedDelivery, NewDelivery, OutboxCounts, Outcome
-from outreach.store.tables import contacts, deliveries, organisations, suppressions
+from outreach.store.tables import (
+    contacts,
+    deliveries,
+    delivery_recipients,
+    organisations,
+    suppressions,
+)
 
 QUEUED = DeliveryStatus.QUEUED.value
 SENDING = DeliveryStatus.SENDING.value
@@ -146,8 +152,7 @@ class SqlDeliveryLedger:
                     organisations.c.timezone,
                     suppressions.c.email.label("suppressed"),
                 )
-                .join(contacts, contacts.c.id == deliveries.c.contact_id)
-                .join(organisations, organisations.c.id == contacts.c.organisation_id)
+                .select_from(delivery_recipients)
                 .outerjoin(suppressions, suppressions.c.email == contacts.c.email)
                 .where(deliveries.c.id.in_(ids))
                 .order_by(deliveries.c.id)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from sqlalchemy import Engine, and_, case, func, select
 
 from outreach.store.responses import CLICKED, UNSUBSCRIBED, organisations_by_region
-from outreach.store.tables import contacts, deliveries, events, organisations
+from outreach.store.tables import contacts, deliveries, delivery_recipients, events, organisations
 
 RESPONSE_COLUMNS = (
     "organisation",
@@ -105,8 +105,7 @@ def iter_delivery_export(engine: Engine, campaign_id: str) -> Iterator[dict[str,
             per_delivery.c.scanner,
             per_delivery.c.unsubscribed,
         )
-        .join(contacts, contacts.c.id == deliveries.c.contact_id)
-        .join(organisations, organisations.c.id == contacts.c.organisation_id)
+        .select_from(delivery_recipients)
         .outerjoin(per_delivery, per_delivery.c.delivery_id == deliveries.c.id)
         .where(deliveries.c.campaign_id == campaign_id)
         .order_by(

@@ -10,7 +10,14 @@ from datetime import datetime
 from sqlalchemy import Engine, case, distinct, func, select
 
 from outreach.domain.report import CampaignReport
-from outreach.store.tables import campaigns, contacts, deliveries, organisations, responses
+from outreach.store.tables import (
+    campaigns,
+    contacts,
+    deliveries,
+    delivery_recipients,
+    organisations,
+    responses,
+)
 
 
 def campaign_report(engine: Engine, campaign_id: str, *, round: int = 0) -> CampaignReport | None:
@@ -27,8 +34,7 @@ def campaign_report(engine: Engine, campaign_id: str, *, round: int = 0) -> Camp
                 deliveries.c.status,
                 func.count(),
             )
-            .join(contacts, contacts.c.id == deliveries.c.contact_id)
-            .join(organisations, organisations.c.id == contacts.c.organisation_id)
+            .select_from(delivery_recipients)
             .where(deliveries.c.campaign_id == campaign_id, deliveries.c.round == round)
             .group_by(organisations.c.region, deliveries.c.language, deliveries.c.status)
         ).all()

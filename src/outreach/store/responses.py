@@ -38,6 +38,7 @@ from outreach.store.tables import (
     campaigns,
     contacts,
     deliveries,
+    delivery_recipients,
     events,
     organisations,
     responses,
@@ -166,8 +167,7 @@ def organisations_by_region(connection: Connection, campaign_id: str) -> list[Re
         )
         .distinct()
         .select_from(deliveries)
-        .join(contacts, contacts.c.id == deliveries.c.contact_id)
-        .join(organisations, organisations.c.id == contacts.c.organisation_id)
+        .select_from(delivery_recipients)
         .where(deliveries.c.campaign_id == campaign_id)
         .order_by(organisations.c.region, organisations.c.name, contacts.c.name)
     ).all()

@@ -28,6 +28,7 @@ from outreach.store.tables import (
     campaigns,
     contacts,
     deliveries,
+    delivery_recipients,
     organisations,
     responses,
     round_reports,
@@ -392,8 +393,7 @@ def reminder_candidates(
             organisations.c.timezone,
         )
         .select_from(deliveries)
-        .join(contacts, contacts.c.id == deliveries.c.contact_id)
-        .join(organisations, organisations.c.id == contacts.c.organisation_id)
+        .select_from(delivery_recipients)
         .where(
             deliveries.c.campaign_id == campaign_id,
             deliveries.c.round == 0,

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, or_, select, true
 
-from outreach.store.tables import contacts, deliveries, events, organisations
+from outreach.store.tables import contacts, deliveries, delivery_recipients, events, organisations
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +76,7 @@ def search_deliveries(
             deliveries.c.sent_at,
             deliveries.c.last_error,
         )
-        .join(contacts, contacts.c.id == deliveries.c.contact_id)
-        .join(organisations, organisations.c.id == contacts.c.organisation_id)
+        .select_from(delivery_recipients)
         .where(
             or_(
                 *(
@@ -144,8 +143,7 @@ def delivery_places(
                     organisations.c.country,
                     deliveries.c.language,
                 )
-                .join(contacts, contacts.c.id == deliveries.c.contact_id)
-                .join(organisations, organisations.c.id == contacts.c.organisation_id)
+                .select_from(delivery_recipients)
                 .where(deliveries.c.id.in_(chunk))
             ):
                 by_delivery[row[0]] = Place(row[1], row[2], row[3])

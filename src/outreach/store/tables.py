@@ -124,6 +124,12 @@ deliveries = Table(
     Index("ix_deliveries_queue", "campaign_id", "round", "status", "id"),
 )
 
+#: deliveries joined to the contact each went to and that contact's organisation (the city)
+delivery_recipients = deliveries.join(contacts, contacts.c.id == deliveries.c.contact_id).join(
+    organisations, organisations.c.id == contacts.c.organisation_id
+)
+
+
 events = Table(
     "events",
     metadata,

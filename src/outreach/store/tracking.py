@@ -12,7 +12,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine, select
 
-from outreach.store.tables import contacts, deliveries, organisations
+from outreach.store.tables import contacts, deliveries, delivery_recipients, organisations
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +47,7 @@ def delivery_context(engine: Engine, delivery_id: int) -> DeliveryContext | None
             organisations.c.country,
             organisations.c.region,
         )
-        .join(contacts, contacts.c.id == deliveries.c.contact_id)
-        .join(organisations, organisations.c.id == contacts.c.organisation_id)
+        .select_from(delivery_recipients)
         .where(deliveries.c.id == delivery_id)
     )
     with engine.connect() as connection:
