@@ -69,10 +69,7 @@ class BrevoMailer(HttpMailer):
         super().__init__(**options)
         if not api_key:
             raise ConfigurationError("Brevo needs an API key")
-        self._auth = {"api-key": api_key}
-
-    def auth_headers(self) -> dict[str, str]:
-        return self._auth
+        self.auth_headers = {"api-key": api_key}
 
     def _envelope(self, message: OutgoingMessage, text: str, html: str) -> dict[str, Any]:
         content = content_of(message)

@@ -99,8 +99,8 @@ class HttpMailer:
 
     # --- what a provider module supplies ---------------------------------------------------
 
-    def auth_headers(self) -> dict[str, str]:
-        raise NotImplementedError
+    # the headers that authenticate every request (set by the provider's constructor)
+    auth_headers: dict[str, str]
 
     def build_single(self, message: OutgoingMessage) -> httpx.Request:
         raise NotImplementedError
@@ -156,7 +156,7 @@ class HttpMailer:
         headers: dict[str, str] | None = None,
     ) -> httpx.Request:
         all_headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        all_headers.update(self.auth_headers())
+        all_headers.update(self.auth_headers)
         if headers:
             all_headers.update(headers)
         if json_body is not None:

@@ -58,12 +58,9 @@ class MailgunMailer(HttpMailer):
         if not api_key or not domain:
             raise ConfigurationError("Mailgun needs an API key and a sending domain")
         token = base64.b64encode(f"api:{api_key}".encode()).decode("ascii")
-        self._auth = {"Authorization": f"Basic {token}"}
+        self.auth_headers = {"Authorization": f"Basic {token}"}
         self.domain = domain
         self._path = f"/v3/{quote(domain, safe='')}/messages"
-
-    def auth_headers(self) -> dict[str, str]:
-        return self._auth
 
     def _common(self, content: Content, campaign_id: str) -> list[tuple[str, str]]:
         form = [("from", _address(content.from_address, content.from_name))]

@@ -54,11 +54,8 @@ class PostmarkMailer(HttpMailer):
         super().__init__(**options)
         if not server_token:
             raise ConfigurationError("Postmark needs a server token")
-        self._auth = {"X-Postmark-Server-Token": server_token}
+        self.auth_headers = {"X-Postmark-Server-Token": server_token}
         self.stream = stream
-
-    def auth_headers(self) -> dict[str, str]:
-        return self._auth
 
     def payload(self, message: OutgoingMessage) -> dict[str, Any]:
         content = content_of(message)

@@ -57,11 +57,8 @@ class SendGridMailer(HttpMailer):
         super().__init__(**options)
         if not api_key:
             raise ConfigurationError("SendGrid needs an API key")
-        self._auth = {"Authorization": f"Bearer {api_key}"}
+        self.auth_headers = {"Authorization": f"Bearer {api_key}"}
         self._marker = f"-o{secrets.token_hex(6)}"  # substitution keys no text contains
-
-    def auth_headers(self) -> dict[str, str]:
-        return self._auth
 
     def _envelope(self, message: OutgoingMessage, text: str, html: str) -> dict[str, Any]:
         content = content_of(message)
